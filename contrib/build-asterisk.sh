@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Build Asterisk 22 from Debian's `asterisk` source package (unstable suite) into a cached prefix.
+#
+#   contrib/build-asterisk.sh            build (or reuse) and print the prefix on the last line
+#   contrib/build-asterisk.sh --print    print the prefix that would be used, build nothing
+#
+# Environment:
+#   ASTERISK_PREFIX     use this existing Asterisk (must hold include/asterisk.h); nothing is built
+#   PBX_PYTHON_CACHE    cache root (default /var/cache/pbx-python as root, else ~/.cache/pbx-python)
+#   ASTERISK_VERSION    Debian source version to build (default: what the unstable suite carries,
+#                       or the newest one already cached when the archive cannot be asked)
+#
+# The build is keyed by the Debian version: <cache>/asterisk-<version>/ holds the prefix, and a
+# stamp file marks a finished build, so a fresh clone (CI) reuses it. Idempotent.
+set -euo pipefail
+
+log() { printf '[build-asterisk] %s\n' "$*" >&2; }
+
+if [ -n "${ASTERISK_PREFIX:-}" ]; then
+    if [ -f "$ASTERISK_PREFIX/include/asterisk.h" ]; then
+        log "using existing Asterisk at ASTERISK_PREFIX=$ASTERISK_PREFIX"
+        echo "$ASTERISK_PREFIX"; exit 0
+    fi
+    log "ASTERISK_PREFIX=$ASTERISK_PREFIX has no include/asterisk.h (run 'make install-headers' there)"
+    exit 1
+fi
+
+if [ "$(id -u)" = 0 ]; then CACHE=${PBX_PYTHON_CACHE:-/var/cache/pbx-python}
+else CACHE=${PBX_PYTHON_CACHE:-$HOME/.cache/pbx-python}; fi
+mkdir -p "$CACHE/src"
+
+SRC_LIST=/etc/apt/sources.list.d/pbx-python-unstable-src.sources
+BUILD_DEPS=(build-essential dpkg-dev pkg-config bzip2 patch libedit-dev libjansson-dev libxml2-dev
+            libsqlite3-dev uuid-dev libssl-dev liblua5.1-0-dev libsrtp2-dev libncurses-dev)
+
+ensure_apt() {
+    local missing=()
+    for p in "${BUILD_DEPS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    if [ "$(id -u)" != 0 ]; then
+        [ ${#missing[@]} -eq 0 ] || { log "missing build dependencies (install as root): ${missing[*]}"; exit 1; }
+        return
+    fi
+    if [ ! -f "$SRC_LIST" ]; then
+        log "adding a deb-src line for Debian unstable (sources only; no binary packages from it)"
+        cat > "$SRC_LIST" <<'SRC'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: unstable
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+        apt-get update -qq
+    elif [ ${#missing[@]} -gt 0 ]; then
+        apt-get update -qq
+    fi
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing build dependencies: ${missing[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+    fi
+}
+
+pick_version() {
+    if [ -n "${ASTERISK_VERSION:-}" ]; then echo "$ASTERISK_VERSION"; return; fi
+    local v
+    v=$(apt-cache showsrc asterisk 2>/dev/null | awk '/^Version:/ {print $2}' | sort -V | grep -E '^1:2[2-9]\.' | tail -1 || true)
+    if [ -z "$v" ]; then  # archive unreachable: newest finished build in the cache
+        v=$(ls -d "$CACHE"/asterisk-*/ 2>/dev/null | sed 's#.*/asterisk-##; s#/$##' | sort -V | tail -1 || true)
+        [ -n "$v" ] && { echo "$v"; return; }
+        log "cannot find an asterisk 22.x source package (is the deb-src line for unstable there?)"; exit 1
+    fi
+    echo "${v#1:}"
+}
+
+if [ "$(id -u)" = 0 ] && [ ! -f "$SRC_LIST" ]; then ensure_apt; fi
+VERSION=$(pick_version)
+PREFIX="$CACHE/asterisk-$VERSION"
+STAMP="$PREFIX/.pbx-python-build-ok"
+
+if [ "${1:-}" = "--print" ]; then echo "$PREFIX"; exit 0; fi
+if [ -f "$STAMP" ]; then log "Asterisk $VERSION already built in $PREFIX"; echo "$PREFIX"; exit 0; fi
+
+ensure_apt
+log "building Asterisk $VERSION into $PREFIX"
+WORK="$CACHE/src/$VERSION"
+mkdir -p "$WORK"
+cd "$WORK"
+if ! ls -d asterisk-*/ >/dev/null 2>&1; then
+    apt-get source --only-source "asterisk=1:$VERSION" >&2
+fi
+SRCDIR=$(ls -d "$WORK"/asterisk-*/ | head -1)
+cd "$SRCDIR"
+
+# pjproject: the source package carries it as the Xpjproject component; make the tarball the
+# bundled build expects and point the externals cache at it (as debian/rules does).
+PJMAJ=$(grep -Po '^export PJ_VERSION_MAJOR\s+:=\s+\K\d+' Xpjproject/version.mak)
+PJMIN=$(grep -Po '^export PJ_VERSION_MINOR\s+:=\s+\K\d+' Xpjproject/version.mak)
+PJVER="$PJMAJ.$PJMIN"
+PJDIR="$WORK/externals"
+mkdir -p "$PJDIR"
+if [ ! -f "$PJDIR/pjproject-$PJVER.tar.bz2" ]; then
+    rm -f "$PJDIR/pjproject-$PJVER"
+    ln -s "$SRCDIR/Xpjproject" "$PJDIR/pjproject-$PJVER"
+    (cd "$PJDIR" && tar --create --dereference pjproject-$PJVER/* | bzip2 --fast > pjproject-$PJVER.tar.bz2)
+fi
+(cd "$PJDIR" && md5sum pjproject-$PJVER.tar.bz2) > third-party/pjproject/pjproject-$PJVER.tar.bz2.md5
+
+export EXTERNALS_CACHE_DIR="$PJDIR"
+if [ ! -f config.status ]; then
+    ./configure --prefix="$PREFIX" --with-pjproject-bundled --with-externals-cache="$PJDIR" \
+        --without-sdl --without-pwlib >&2
+fi
+make menuselect.makeopts >&2
+M=menuselect/menuselect
+for cat in MENUSELECT_ADDONS MENUSELECT_APPS MENUSELECT_BRIDGES MENUSELECT_CDR MENUSELECT_CEL \
+           MENUSELECT_CHANNELS MENUSELECT_CODECS MENUSELECT_FORMATS MENUSELECT_FUNCS MENUSELECT_PBX \
+           MENUSELECT_RES MENUSELECT_TESTS MENUSELECT_UTILS MENUSELECT_AGIS MENUSELECT_CORE_SOUNDS \
+           MENUSELECT_MOH MENUSELECT_EXTRA_SOUNDS; do
+    $M --disable-category "$cat" menuselect.makeopts >/dev/null
+done
+$M --disable BUILD_NATIVE menuselect.makeopts >/dev/null
+ENABLE=(
+  chan_pjsip
+  app_dial app_stack app_verbose app_exec app_userevent app_playback app_echo app_originate
+  app_channelredirect app_while app_senddtmf app_read app_dumpchan app_chanisavail app_milliwatt
+  app_playtones app_softhangup app_transfer app_waitforsilence app_authenticate
+  bridge_simple bridge_native_rtp bridge_holding bridge_builtin_features bridge_builtin_interval_features
+  codec_ulaw codec_alaw codec_gsm codec_a_mu format_wav format_gsm format_pcm format_sln
+  pbx_config pbx_lua pbx_spool
+  res_agi res_clioriginate res_rtp_asterisk res_timing_timerfd res_musiconhold res_speech
+  res_sorcery_config res_sorcery_memory res_sorcery_astdb res_sorcery_realtime res_sorcery_memory_cache
+  res_pjproject res_http_websocket res_crypto res_srtp res_format_attr_opus res_manager_devicestate
+  res_pjsip res_pjsip_session res_pjsip_pubsub res_pjsip_header_funcs res_pjsip_endpoint_identifier_ip
+  res_pjsip_endpoint_identifier_user res_pjsip_outbound_registration res_pjsip_registrar res_pjsip_authenticator_digest
+  res_pjsip_outbound_authenticator_digest res_pjsip_caller_id res_pjsip_diversion res_pjsip_dtmf_info
+  res_pjsip_sdp_rtp res_pjsip_nat res_pjsip_rfc3326 res_pjsip_refer res_pjsip_notify res_pjsip_logger
+  res_pjsip_acl res_pjsip_dialog_info_body_generator res_pjsip_exten_state res_pjsip_mwi res_pjsip_one_touch_record_info
+  res_pjsip_path res_pjsip_messaging res_pjsip_send_to_voicemail res_pjsip_rfc3329 res_pjsip_config_wizard
+  res_pjsip_pidf_body_generator res_pjsip_xpidf_body_generator res_pjsip_pidf_eyebeam_body_augmentor
+  res_pjsip_pidf_digium_body_augmentor res_pjsip_publish_asterisk res_pjsip_t38 res_pjsip_empty_info
+  res_pjsip_transport_websocket res_pjsip_phoneprov_provider res_pjsip_sips_contact res_pjsip_history
+  res_pjsip_mwi_body_generator res_pjsip_geolocation res_geolocation res_pjsip_aoc
+)
+for m in "${ENABLE[@]}"; do $M --enable "$m" menuselect.makeopts >/dev/null 2>&1 || log "note: cannot enable $m"; done
+# every dialplan function whose libraries are present
+$M --enable-category MENUSELECT_FUNCS menuselect.makeopts >/dev/null
+for f in func_odbc func_curl func_realtime func_speex; do $M --disable $f menuselect.makeopts >/dev/null 2>&1 || true; done
+
+JOBS=$(nproc 2>/dev/null || echo 2)
+make -j"$JOBS" >&2
+make install install-headers >&2
+# Record what was built, for the README, docs and test reports.
+{
+    echo "debian_version=$VERSION"
+    echo "asterisk_version=$(cat .version)"
+    echo "pjproject=$PJVER"
+    echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+} > "$PREFIX/.pbx-python-build-info"
+touch "$STAMP"
+log "done: $PREFIX"
+echo "$PREFIX"

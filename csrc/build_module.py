@@ -1,0 +1,155 @@
+"""Build pbx_python.so with cffi's embedding API.
+
+Usage: python csrc/build_module.py --asterisk-include DIR [--out DIR]
+
+The C body lives in csrc/pbx_python.c; this file only declares the C <-> Python boundary (the cdef)
+and compiles. The Python that runs this script is the one embedded: its libpython is linked, and
+its executable (a virtual environment's python, when run from one) becomes the module's default
+`python =` setting.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import sysconfig
+from pathlib import Path
+
+import cffi
+
+HERE = Path(__file__).resolve().parent
+
+CDEF = """
+struct ast_channel;
+
+struct pyast_call {
+    struct ast_channel *chan;
+    const char *name;
+    const char *data;
+    int argc;
+    char **argv;
+    const char *result;
+    int nset;
+    const char *sets;
+};
+
+struct pyast_chaninfo {
+    char name[...];
+    char uniqueid[...];
+    char linkedid[...];
+    char context[...];
+    char exten[...];
+    int priority;
+    char tech[...];
+    char language[...];
+    char accountcode[...];
+    char caller_num[...];
+    char caller_name[...];
+    int state;
+    ...;
+};
+
+struct pyast_conf_item {
+    const char *category;
+    const char *name;
+    const char *value;
+};
+
+struct pyast_out {
+    const char *text;
+};
+
+extern "Python" int pyast_on_load(const struct pyast_conf_item *items, int nitems, int reload);
+extern "Python" int pyast_on_app(struct pyast_call *call);
+extern "Python" int pyast_on_func_read(struct pyast_call *call);
+extern "Python" int pyast_on_func_write(struct pyast_call *call, const char *value);
+extern "Python" int pyast_on_cli(const char *command, int argc, const char *const *argv,
+                                 struct pyast_out *out);
+extern "Python" void pyast_on_shutdown(void);
+
+int pyast_register_app(const char *name, const char *synopsis, const char *description);
+int pyast_register_function(const char *name, const char *synopsis, const char *syntax,
+                            const char *arguments, const char *description, const char *seealso);
+int pyast_register_cli(const char *command, const char *summary, const char *usage);
+void pyast_log(int level, const char *file, int line, const char *func, const char *msg);
+void pyast_verbose(int level, const char *file, int line, const char *func, const char *msg);
+int pyast_chan_info(struct ast_channel *chan, struct pyast_chaninfo *info);
+ssize_t pyast_getvar(struct ast_channel *chan, const char *name, const char **out);
+int pyast_setvars(struct ast_channel *chan, int n, const char *sets);
+int pyast_unsetvar(struct ast_channel *chan, const char *name);
+ssize_t pyast_func_read(struct ast_channel *chan, const char *expr, const char **out);
+int pyast_func_write(struct ast_channel *chan, const char *expr, const char *value);
+ssize_t pyast_substitute(struct ast_channel *chan, const char *templ, const char **out);
+int pyast_exec(struct ast_channel *chan, const char *app, const char *data);
+int pyast_check_hangup(struct ast_channel *chan);
+void pyast_manager_event(const char *event, const char *body);
+const char *ast_get_version(void);
+extern int ast_verb_sys_level;
+extern int option_debug;
+"""
+
+INIT_CODE = """
+from _pbx_python_shim import ffi, lib
+import pbx_python._runtime
+pbx_python._runtime.bind(ffi, lib)
+"""
+
+
+def check_python() -> None:
+    """Fail early, and clearly, on a Python that cannot be embedded."""
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        raise SystemExit(
+            f"{sys.executable} was built without --enable-shared: it has no libpython to embed. "
+            "Use a Python built with a shared libpython (Debian's python3 has one: "
+            "apt-get install python3-dev) and create the virtual environment from it.")
+
+
+def build(asterisk_include: Path, out_dir: Path, python: str | None = None) -> Path:
+    """Compile pbx_python.so into out_dir and return its path."""
+    check_python()
+    if not (asterisk_include / "asterisk.h").is_file():
+        raise SystemExit(f"{asterisk_include}/asterisk.h not found: point --asterisk-include at "
+                         "the include directory of an Asterisk with its headers installed "
+                         "(make install-headers)")
+    libdir = sysconfig.get_config_var("LIBDIR")
+    python = python or sys.executable
+    ffi = cffi.FFI()
+    ffi.cdef(CDEF)
+    ffi.embedding_init_code(INIT_CODE)
+    ffi.set_source(
+        "_pbx_python_shim",
+        '#include "pbx_python.c"\n',
+        include_dirs=[str(HERE), str(asterisk_include)],
+        define_macros=[
+            ("AST_MODULE", '"pbx_python"'),
+            ("AST_MODULE_SELF_SYM", "__internal_pbx_python_self"),
+            ("PYAST_DEFAULT_PYTHON", '"%s"' % python.replace('"', '\\"')),
+        ],
+        extra_compile_args=["-pthread", "-fPIC", "-Wall", "-Wno-unused-function",
+                            "-Wno-unused-parameter", "-O2", "-g",
+                            f"-fmacro-prefix-map={HERE}/="],
+        library_dirs=[libdir],
+        extra_link_args=["-pthread", f"-Wl,-rpath,{libdir}", "-Wl,-z,nodelete"],
+    )
+    tmp = out_dir / "cffi-tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    built = Path(ffi.compile(tmpdir=str(tmp), target="pbx_python.so", verbose=False))
+    target = out_dir / "pbx_python.so"
+    shutil.copyfile(built, str(target) + ".tmp")
+    os.replace(str(target) + ".tmp", target)
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--asterisk-include", required=True, type=Path)
+    parser.add_argument("--out", default=Path("build"), type=Path)
+    parser.add_argument("--python", default=None,
+                        help="default python executable recorded in the module")
+    args = parser.parse_args()
+    print(build(args.asterisk_include, args.out, args.python))
+
+
+if __name__ == "__main__":
+    main()

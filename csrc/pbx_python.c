@@ -1,0 +1,811 @@
+/*
+ * pbx_python -- Python dialplan applications and functions, in process.
+ *
+ * This file is the C body of pbx_python.so. It is not compiled on its own: the cffi builder
+ * (csrc/build_module.py) pastes it into the generated module after Python.h and cffi's embedding
+ * header, so the static "extern Python" entry points (pyast_on_*) and cffi_start_python() are
+ * visible here.
+ *
+ * The C does only what must be C: module registration, trampolines from Asterisk callbacks into
+ * Python, locking and copying around the Asterisk API, and the CLI/logger/manager glue. Every
+ * decision (which Python callable serves which name, argument handling, error mapping, statistics,
+ * configuration meaning) lives in the Python package pbx_python.
+ *
+ * Rules kept here:
+ *  - C registrations (applications, functions, CLI commands) live for the whole process; a reload
+ *    only remaps names to Python callables. pbx_exec() uses the ast_app after the application
+ *    returns, so unregistering an application a channel may run is a use after free.
+ *  - Python is never finalised and the .so is never unmapped (linked with -z nodelete): Python
+ *    keeps pointers into this image.
+ *  - No channel lock is held while Python runs; cffi releases the GIL around every C helper below.
+ */
+
+#define ASTMM_LIBC ASTMM_IGNORE
+#include "asterisk.h"
+
+#include <dlfcn.h>
+
+#include "asterisk/module.h"
+#include "asterisk/pbx.h"
+#include "asterisk/app.h"
+#include "asterisk/channel.h"
+#include "asterisk/logger.h"
+#include "asterisk/cli.h"
+#include "asterisk/config.h"
+#include "asterisk/manager.h"
+#include "asterisk/strings.h"
+#include "asterisk/threadstorage.h"
+#include "asterisk/linkedlists.h"
+#include "asterisk/lock.h"
+#include "asterisk/utils.h"
+#include "asterisk/ast_version.h"
+#include "asterisk/options.h"
+
+#ifndef PYAST_DEFAULT_PYTHON
+#define PYAST_DEFAULT_PYTHON ""
+#endif
+
+#define PYAST_CONFIG "pbx_python.conf"
+#define PYAST_MAX_ARGS 128
+
+/* ---- structures shared with Python (declared again in the cffi cdef) ---- */
+
+/*! One call from Asterisk into Python: an application run, a function read or write. */
+struct pyast_call {
+	struct ast_channel *chan;   /*!< NULL for function reads without a channel */
+	const char *name;           /*!< application or function name as registered */
+	const char *data;           /*!< the raw argument string */
+	int argc;                   /*!< arguments split by Asterisk's own parser */
+	char **argv;
+	/* Filled by Python before it returns; Python keeps the memory alive until the next call. */
+	const char *result;         /*!< function read: the value */
+	int nset;                   /*!< variable assignments deferred until Python returns: */
+	const char *sets;           /*!< nset "name\0value\0" pairs, back to back */
+};
+
+/*! A snapshot of a channel's identity, copied under the channel lock in one call. */
+struct pyast_chaninfo {
+	char name[AST_CHANNEL_NAME];
+	char uniqueid[AST_MAX_UNIQUEID];
+	char linkedid[AST_MAX_UNIQUEID];
+	char context[AST_MAX_CONTEXT];
+	char exten[AST_MAX_EXTENSION];
+	int priority;
+	char tech[32];
+	char language[40];
+	char accountcode[80];
+	char caller_num[128];
+	char caller_name[128];
+	int state;
+};
+
+/*! One "key = value" line of pbx_python.conf, in file order. */
+struct pyast_conf_item {
+	const char *category;
+	const char *name;
+	const char *value;
+};
+
+/*! Text returned by Python (CLI output); valid until Python's next call on this thread. */
+struct pyast_out {
+	const char *text;
+};
+
+/* Python entry points, defined by pbx_python/_runtime.py through ffi.def_extern(). */
+static int pyast_on_load(const struct pyast_conf_item *items, int nitems, int reload);
+static int pyast_on_app(struct pyast_call *call);
+static int pyast_on_func_read(struct pyast_call *call);
+static int pyast_on_func_write(struct pyast_call *call, const char *value);
+static int pyast_on_cli(const char *command, int argc, const char *const *argv, struct pyast_out *out);
+static void pyast_on_shutdown(void);
+
+/* ---- module state ---- */
+
+static int python_started;
+static volatile int shutting_down;
+
+struct pyast_app {
+	AST_LIST_ENTRY(pyast_app) list;
+	char name[0];
+};
+
+struct pyast_func {
+	AST_LIST_ENTRY(pyast_func) list;
+	struct ast_custom_function *acf;
+};
+
+struct pyast_cli {
+	struct ast_cli_entry e;     /* first member: the handler casts back */
+	AST_LIST_ENTRY(pyast_cli) list;
+	char *command;
+	char *usage;
+	char *summary;
+};
+
+static AST_LIST_HEAD_STATIC(registered_apps, pyast_app);
+static AST_LIST_HEAD_STATIC(registered_funcs, pyast_func);
+static AST_LIST_HEAD_STATIC(registered_clis, pyast_cli);
+
+AST_THREADSTORAGE(pyast_result_buf);
+
+/* ---- helpers ---- */
+
+/*! Apply the variable assignments Python deferred to the end of its callback. */
+static void apply_sets(struct ast_channel *chan, int n, const char *sets)
+{
+	const char *name, *value;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		name = sets;
+		value = name + strlen(name) + 1;
+		sets = value + strlen(value) + 1;
+		pbx_builtin_setvar_helper(chan, name, value);
+	}
+}
+
+static void apply_deferred_sets(struct ast_channel *chan, const struct pyast_call *call)
+{
+	if (call->nset > 0 && call->sets) {
+		apply_sets(chan, call->nset, call->sets);
+	}
+}
+
+/*! Split \a data the way AST_STANDARD_APP_ARGS does (quotes, backslashes, parentheses). */
+static void split_args(struct pyast_call *call, char *parse, char **argv)
+{
+	call->argv = argv;
+	call->argc = __ast_app_separate_args(parse, ',', 1, argv, PYAST_MAX_ARGS);
+}
+
+/* ---- trampolines: Asterisk -> Python ---- */
+
+static int app_exec(struct ast_channel *chan, const char *data)
+{
+	struct pyast_call call = { .chan = chan, .data = data };
+	char *argv[PYAST_MAX_ARGS];
+	char *parse;
+	int res;
+
+	if (shutting_down) {
+		return -1;
+	}
+	call.name = ast_channel_appl(chan);
+	parse = ast_strdup(data);
+	if (!parse) {
+		return -1;
+	}
+	split_args(&call, parse, argv);
+	res = pyast_on_app(&call);
+	apply_deferred_sets(chan, &call);
+	ast_free(parse);
+	return res;
+}
+
+static int func_read2(struct ast_channel *chan, const char *function, char *data,
+	struct ast_str **buf, ssize_t len)
+{
+	struct pyast_call call = { .chan = chan, .name = function, .data = data };
+	char *argv[PYAST_MAX_ARGS];
+	char *parse;
+	int res;
+
+	if (shutting_down) {
+		return -1;
+	}
+	parse = ast_strdup(S_OR(data, ""));
+	if (!parse) {
+		return -1;
+	}
+	split_args(&call, parse, argv);
+	res = pyast_on_func_read(&call);
+	apply_deferred_sets(chan, &call);
+	if (!res) {
+		ast_str_set(buf, len, "%s", S_OR(call.result, ""));
+	}
+	ast_free(parse);
+	return res;
+}
+
+static int func_write(struct ast_channel *chan, const char *function, char *data, const char *value)
+{
+	struct pyast_call call = { .chan = chan, .name = function, .data = data };
+	char *argv[PYAST_MAX_ARGS];
+	char *parse;
+	int res;
+
+	if (shutting_down) {
+		return -1;
+	}
+	parse = ast_strdup(S_OR(data, ""));
+	if (!parse) {
+		return -1;
+	}
+	split_args(&call, parse, argv);
+	res = pyast_on_func_write(&call, S_OR(value, ""));
+	apply_deferred_sets(chan, &call);
+	ast_free(parse);
+	return res;
+}
+
+static char *cli_handler(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	struct pyast_cli *pc = (struct pyast_cli *) e;
+	struct pyast_out out = { NULL };
+	int res;
+
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = pc->command;
+		e->usage = pc->usage;
+		return NULL;
+	case CLI_GENERATE:
+		return NULL;
+	}
+	if (shutting_down) {
+		return CLI_FAILURE;
+	}
+	res = pyast_on_cli(pc->command, a->argc, (const char *const *) a->argv, &out);
+	if (out.text) {
+		ast_cli(a->fd, "%s", out.text);
+	}
+	return res == 0 ? CLI_SUCCESS : (res == 1 ? CLI_SHOWUSAGE : CLI_FAILURE);
+}
+
+/* ---- C API for Python (each call is one GIL hand-off: keep them coarse) ---- */
+
+/*!
+ * \brief Register a dialplan application served by Python.
+ * \retval 0 registered now
+ * \retval 1 already registered by this module (kept as is: registrations are never replaced)
+ * \retval -1 the name belongs to another module, or no memory
+ */
+static int pyast_register_app(const char *name, const char *synopsis, const char *description)
+{
+	struct pyast_app *app;
+	int res = 0;
+
+	AST_LIST_LOCK(&registered_apps);
+	AST_LIST_TRAVERSE(&registered_apps, app, list) {
+		if (!strcasecmp(app->name, name)) {
+			AST_LIST_UNLOCK(&registered_apps);
+			return 1;
+		}
+	}
+	app = ast_calloc(1, sizeof(*app) + strlen(name) + 1);
+	if (!app) {
+		res = -1;
+	} else {
+		strcpy(app->name, name); /* safe: sized above */
+		if (ast_register_application2(name, app_exec, synopsis, description, AST_MODULE_SELF)) {
+			ast_free(app);
+			res = -1;
+		} else {
+			AST_LIST_INSERT_TAIL(&registered_apps, app, list);
+		}
+	}
+	AST_LIST_UNLOCK(&registered_apps);
+	return res;
+}
+
+/*! \brief Register a dialplan function served by Python (same return values as for apps). */
+static int pyast_register_function(const char *name, const char *synopsis, const char *syntax,
+	const char *arguments, const char *description, const char *seealso)
+{
+	struct pyast_func *pf;
+	struct ast_custom_function *acf;
+	int res = 0;
+
+	AST_LIST_LOCK(&registered_funcs);
+	AST_LIST_TRAVERSE(&registered_funcs, pf, list) {
+		if (!strcmp(pf->acf->name, name)) {
+			AST_LIST_UNLOCK(&registered_funcs);
+			return 1;
+		}
+	}
+	pf = ast_calloc(1, sizeof(*pf));
+	acf = ast_calloc(1, sizeof(*acf));
+	if (!pf || !acf || ast_string_field_init(acf, 256)) {
+		ast_free(pf);
+		ast_free(acf);
+		AST_LIST_UNLOCK(&registered_funcs);
+		return -1;
+	}
+	acf->name = ast_strdup(name);
+	ast_string_field_set(acf, synopsis, synopsis);
+	ast_string_field_set(acf, syntax, syntax);
+	ast_string_field_set(acf, arguments, arguments);
+	ast_string_field_set(acf, desc, description);
+	ast_string_field_set(acf, seealso, seealso);
+	acf->docsrc = AST_STATIC_DOC;
+	acf->read2 = func_read2;
+	acf->write = func_write;
+	if (!acf->name || ast_custom_function_register(acf)) {
+		ast_free((char *) acf->name);
+		ast_string_field_free_memory(acf);
+		ast_free(acf);
+		ast_free(pf);
+		res = -1;
+	} else {
+		pf->acf = acf;
+		AST_LIST_INSERT_TAIL(&registered_funcs, pf, list);
+	}
+	AST_LIST_UNLOCK(&registered_funcs);
+	return res;
+}
+
+/*! \brief Register a CLI command served by Python (same return values as for apps). */
+static int pyast_register_cli(const char *command, const char *summary, const char *usage)
+{
+	struct pyast_cli *pc;
+	int res = 0;
+
+	AST_LIST_LOCK(&registered_clis);
+	AST_LIST_TRAVERSE(&registered_clis, pc, list) {
+		if (!strcmp(pc->command, command)) {
+			AST_LIST_UNLOCK(&registered_clis);
+			return 1;
+		}
+	}
+	pc = ast_calloc(1, sizeof(*pc));
+	if (pc) {
+		pc->command = ast_strdup(command);
+		pc->usage = ast_strdup(usage);
+		pc->summary = ast_strdup(summary);
+	}
+	if (!pc || !pc->command || !pc->usage || !pc->summary) {
+		res = -1;
+	} else {
+		/* summary is a const member: build the entry, then copy it into place */
+		struct ast_cli_entry proto = AST_CLI_DEFINE(cli_handler, pc->summary);
+
+		memcpy(&pc->e, &proto, sizeof(proto));
+		if (ast_cli_register(&pc->e)) {
+			res = -1;
+		} else {
+			AST_LIST_INSERT_TAIL(&registered_clis, pc, list);
+		}
+	}
+	if (res && pc) {
+		ast_free(pc->command);
+		ast_free(pc->usage);
+		ast_free(pc->summary);
+		ast_free(pc);
+	}
+	AST_LIST_UNLOCK(&registered_clis);
+	return res;
+}
+
+static void pyast_log(int level, const char *file, int line, const char *func, const char *msg)
+{
+	if (level == __LOG_DEBUG && !DEBUG_ATLEAST(1)) {
+		return;
+	}
+	ast_log(level, file, line, func, "%s\n", msg);
+}
+
+static void pyast_verbose(int level, const char *file, int line, const char *func, const char *msg)
+{
+	if (VERBOSITY_ATLEAST(level)) {
+		__ast_verbose(file, line, func, level, "%s\n", msg);
+	}
+}
+
+/*! \brief Copy the channel's identity under its lock. */
+static int pyast_chan_info(struct ast_channel *chan, struct pyast_chaninfo *info)
+{
+	const struct ast_channel_tech *tech;
+	struct ast_party_caller *caller;
+
+	memset(info, 0, sizeof(*info));
+	if (!chan) {
+		return -1;
+	}
+	ast_channel_lock(chan);
+	ast_copy_string(info->name, ast_channel_name(chan), sizeof(info->name));
+	ast_copy_string(info->uniqueid, ast_channel_uniqueid(chan), sizeof(info->uniqueid));
+	ast_copy_string(info->linkedid, ast_channel_linkedid(chan), sizeof(info->linkedid));
+	ast_copy_string(info->context, ast_channel_context(chan), sizeof(info->context));
+	ast_copy_string(info->exten, ast_channel_exten(chan), sizeof(info->exten));
+	info->priority = ast_channel_priority(chan);
+	tech = ast_channel_tech(chan);
+	ast_copy_string(info->tech, tech && tech->type ? tech->type : "", sizeof(info->tech));
+	ast_copy_string(info->language, ast_channel_language(chan), sizeof(info->language));
+	ast_copy_string(info->accountcode, ast_channel_accountcode(chan), sizeof(info->accountcode));
+	caller = ast_channel_caller(chan);
+	if (caller->id.number.valid && caller->id.number.str) {
+		ast_copy_string(info->caller_num, caller->id.number.str, sizeof(info->caller_num));
+	}
+	if (caller->id.name.valid && caller->id.name.str) {
+		ast_copy_string(info->caller_name, caller->id.name.str, sizeof(info->caller_name));
+	}
+	info->state = ast_channel_state(chan);
+	ast_channel_unlock(chan);
+	return 0;
+}
+
+/*!
+ * \brief Read a channel (or, with no channel, a global) variable.
+ * \return its length, with *out pointing to a per-thread copy valid until the next call on this
+ *         thread; -1 when the variable is not set.
+ */
+static ssize_t pyast_getvar(struct ast_channel *chan, const char *name, const char **out)
+{
+	struct ast_str *buf = ast_str_thread_get(&pyast_result_buf, 256);
+	const char *value;
+	ssize_t res = -1;
+
+	if (!buf) {
+		return -1;
+	}
+	if (chan) {
+		ast_channel_lock(chan);
+	}
+	value = pbx_builtin_getvar_helper(chan, name);
+	if (value) {
+		ast_str_set(&buf, 0, "%s", value);
+		res = ast_str_strlen(buf);
+	}
+	if (chan) {
+		ast_channel_unlock(chan);
+	}
+	*out = ast_str_buffer(buf);
+	return res;
+}
+
+/*! \brief Set \a n variables in one call; \a sets holds "name\0value\0" pairs back to back. */
+static int pyast_setvars(struct ast_channel *chan, int n, const char *sets)
+{
+	apply_sets(chan, n, sets);
+	return 0;
+}
+
+/*! \brief Delete a channel (or global) variable. */
+static int pyast_unsetvar(struct ast_channel *chan, const char *name)
+{
+	return pbx_builtin_setvar_helper(chan, name, NULL);
+}
+
+/*! \brief Read a dialplan function, e.g. "PJSIP_HEADER(read,X-Foo)"; same result shape as getvar. */
+static ssize_t pyast_func_read(struct ast_channel *chan, const char *expr, const char **out)
+{
+	/* The function may itself be served by Python and use the per-thread buffer: work in a
+	 * private string and copy the result at the end. */
+	struct ast_str *tmp = ast_str_create(256);
+	struct ast_str *buf;
+	ssize_t res = -1;
+
+	*out = "";
+	if (!tmp) {
+		return -1;
+	}
+	if (!ast_func_read2(chan, expr, &tmp, 0) && (buf = ast_str_thread_get(&pyast_result_buf, 256))) {
+		ast_str_set(&buf, 0, "%s", ast_str_buffer(tmp));
+		*out = ast_str_buffer(buf);
+		res = ast_str_strlen(buf);
+	}
+	ast_free(tmp);
+	return res;
+}
+
+static int pyast_func_write(struct ast_channel *chan, const char *expr, const char *value)
+{
+	return ast_func_write(chan, expr, value);
+}
+
+/*! \brief Substitute ${...} expressions with the channel's variables and functions. */
+static ssize_t pyast_substitute(struct ast_channel *chan, const char *templ, const char **out)
+{
+	struct ast_str *tmp = ast_str_create(256);
+	struct ast_str *buf;
+	ssize_t res = -1;
+
+	*out = "";
+	if (!tmp) {
+		return -1;
+	}
+	ast_str_substitute_variables(&tmp, 0, chan, templ);
+	if ((buf = ast_str_thread_get(&pyast_result_buf, 256))) {
+		ast_str_set(&buf, 0, "%s", ast_str_buffer(tmp));
+		*out = ast_str_buffer(buf);
+		res = ast_str_strlen(buf);
+	}
+	ast_free(tmp);
+	return res;
+}
+
+/*!
+ * \brief Run a dialplan application on the channel, e.g. ("Dial", "PJSIP/100@sopB,30").
+ * \note The arguments are passed as given, without ${} substitution.
+ * \retval -2 no such application
+ */
+static int pyast_exec(struct ast_channel *chan, const char *app_name, const char *data)
+{
+	struct ast_app *app = pbx_findapp(app_name);
+
+	if (!app) {
+		return -2;
+	}
+	return pbx_exec(chan, app, data);
+}
+
+static int pyast_check_hangup(struct ast_channel *chan)
+{
+	return ast_check_hangup_locked(chan);
+}
+
+static void pyast_manager_event(const char *event, const char *body)
+{
+	manager_event(EVENT_FLAG_USER, event, "%s", body);
+}
+
+/* ---- configuration ---- */
+
+/*! Flatten pbx_python.conf into items (allocated in one block); NULL if it cannot be read. */
+static struct pyast_conf_item *load_config(int *count)
+{
+	struct ast_flags flags = { 0 };
+	struct ast_config *cfg = ast_config_load2(PYAST_CONFIG, "pbx_python", flags);
+	struct ast_variable *v;
+	struct pyast_conf_item *items = NULL;
+	char *cat = NULL;
+	int n = 0, i = 0;
+
+	*count = 0;
+	if (!cfg || cfg == CONFIG_STATUS_FILEINVALID || cfg == CONFIG_STATUS_FILEMISSING) {
+		return NULL;
+	}
+	while ((cat = ast_category_browse(cfg, cat))) {
+		for (v = ast_variable_browse(cfg, cat); v; v = v->next) {
+			n++;
+		}
+	}
+	items = ast_calloc(n + 1, sizeof(*items));
+	if (!items) {
+		ast_config_destroy(cfg);
+		return NULL;
+	}
+	cat = NULL;
+	while ((cat = ast_category_browse(cfg, cat))) {
+		for (v = ast_variable_browse(cfg, cat); v && i < n; v = v->next, i++) {
+			items[i].category = ast_strdup(cat);
+			items[i].name = ast_strdup(v->name);
+			items[i].value = ast_strdup(v->value);
+		}
+	}
+	ast_config_destroy(cfg);
+	*count = i;
+	return items;
+}
+
+static void free_config(struct pyast_conf_item *items, int count)
+{
+	int i;
+
+	if (!items) {
+		return;
+	}
+	for (i = 0; i < count; i++) {
+		ast_free((char *) items[i].category);
+		ast_free((char *) items[i].name);
+		ast_free((char *) items[i].value);
+	}
+	ast_free(items);
+}
+
+static const char *config_value(const struct pyast_conf_item *items, int n, const char *cat, const char *name)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (!strcasecmp(items[i].category, cat) && !strcasecmp(items[i].name, name)) {
+			return items[i].value;
+		}
+	}
+	return NULL;
+}
+
+/* ---- interpreter start ---- */
+
+/*!
+ * Asterisk opens modules RTLD_LOCAL, which hides libpython from Python's own extension modules
+ * (_cffi_backend, _ctypes...). Re-open the already mapped libpython with RTLD_GLOBAL.
+ */
+static int promote_libpython(void)
+{
+	Dl_info info;
+
+	if (!dladdr((void *) &Py_InitializeFromConfig, &info) || !info.dli_fname) {
+		ast_log(LOG_ERROR, "Cannot locate libpython in memory\n");
+		return -1;
+	}
+	if (!dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL)) {
+		ast_log(LOG_ERROR, "Cannot make %s global: %s\n", info.dli_fname, dlerror());
+		return -1;
+	}
+	return 0;
+}
+
+static int start_python(const char *executable)
+{
+	PyConfig config;
+	PyStatus status;
+
+	if (Py_IsInitialized()) {
+		return 0;
+	}
+	PyConfig_InitPythonConfig(&config);
+	config.install_signal_handlers = 0;
+	config.parse_argv = 0;
+	config.configure_c_stdio = 0;
+	config.buffered_stdio = 0;
+	if (!ast_strlen_zero(executable)) {
+		/* A virtual environment's python: sys.prefix and site-packages follow its pyvenv.cfg */
+		status = PyConfig_SetBytesString(&config, &config.executable, executable);
+		if (PyStatus_Exception(status)) {
+			goto failed;
+		}
+	}
+	status = Py_InitializeFromConfig(&config);
+	if (PyStatus_Exception(status)) {
+		goto failed;
+	}
+	PyConfig_Clear(&config);
+	PyEval_SaveThread(); /* cffi expects to take the GIL itself */
+	return 0;
+
+failed:
+	ast_log(LOG_ERROR, "Python could not start (python = '%s'): %s%s%s\n", S_OR(executable, "(built-in)"),
+		S_OR(status.func, ""), status.func ? ": " : "", S_OR(status.err_msg, "unknown error"));
+	PyConfig_Clear(&config);
+	return -1;
+}
+
+/*!
+ * Import the Python runtime once ourselves before cffi does, so that a failure (package not
+ * installed for this interpreter, syntax error...) reaches the Asterisk log with its traceback
+ * instead of Asterisk's stderr.
+ */
+static int check_runtime_importable(void)
+{
+	PyGILState_STATE gil = PyGILState_Ensure();
+	PyObject *mod = PyImport_ImportModule("pbx_python._runtime");
+	int res = 0;
+
+	if (!mod) {
+		PyObject *type, *value, *tb, *tbmod, *lines = NULL, *text = NULL, *empty;
+
+		PyErr_Fetch(&type, &value, &tb);
+		PyErr_NormalizeException(&type, &value, &tb);
+		tbmod = PyImport_ImportModule("traceback");
+		if (tbmod) {
+			lines = PyObject_CallMethod(tbmod, "format_exception", "OOO", type,
+				value ? value : Py_None, tb ? tb : Py_None);
+		}
+		if (lines && (empty = PyUnicode_FromString(""))) {
+			text = PyUnicode_Join(empty, lines);
+			Py_DECREF(empty);
+		}
+		ast_log(LOG_ERROR, "Cannot import pbx_python._runtime:\n%s",
+			text ? PyUnicode_AsUTF8(text) : "(no traceback)\n");
+		Py_XDECREF(text);
+		Py_XDECREF(lines);
+		Py_XDECREF(tbmod);
+		Py_XDECREF(type);
+		Py_XDECREF(value);
+		Py_XDECREF(tb);
+		PyErr_Clear();
+		res = -1;
+	}
+	Py_XDECREF(mod);
+	PyGILState_Release(gil);
+	return res;
+}
+
+/* ---- module callbacks ---- */
+
+static int load_module(void)
+{
+	struct pyast_conf_item *items;
+	const char *executable;
+	int n;
+
+	items = load_config(&n);
+	if (!items) {
+		ast_log(LOG_ERROR, "Cannot read %s: pbx_python will not load (see pbx_python.conf.sample)\n",
+			PYAST_CONFIG);
+		return AST_MODULE_LOAD_DECLINE;
+	}
+	executable = S_OR(config_value(items, n, "general", "python"), PYAST_DEFAULT_PYTHON);
+	if (!ast_strlen_zero(executable) && access(executable, X_OK)) {
+		ast_log(LOG_ERROR, "%s: python = %s: %s: pbx_python will not load\n", PYAST_CONFIG,
+			executable, strerror(errno));
+		free_config(items, n);
+		return AST_MODULE_LOAD_DECLINE;
+	}
+	if (promote_libpython() || start_python(executable)) {
+		free_config(items, n);
+		return AST_MODULE_LOAD_DECLINE;
+	}
+	if (check_runtime_importable()) {
+		ast_log(LOG_ERROR, "pbx_python will not load: install the pbx_python package for %s "
+			"(pip install pbx_python, from the project's checkout)\n", S_OR(executable, "the embedded Python"));
+		free_config(items, n);
+		return AST_MODULE_LOAD_DECLINE;
+	}
+	if (cffi_start_python()) {
+		ast_log(LOG_ERROR, "The pbx_python runtime could not start inside Python (python = '%s'); "
+			"is the pbx_python package installed for that interpreter? Details were printed on "
+			"Asterisk's stderr.\n", S_OR(executable, "(built-in)"));
+		free_config(items, n);
+		return AST_MODULE_LOAD_DECLINE;
+	}
+	python_started = 1;
+	/* Failures in the configured Python modules are logged by Python; the module stays loaded so
+	 * that fixing the code and 'module reload pbx_python.so' is enough. */
+	pyast_on_load(items, n, 0);
+	free_config(items, n);
+	return AST_MODULE_LOAD_SUCCESS;
+}
+
+static int reload_module(void)
+{
+	struct pyast_conf_item *items;
+	int n, res;
+
+	if (!python_started) {
+		return -1;
+	}
+	items = load_config(&n);
+	if (!items) {
+		ast_log(LOG_ERROR, "Cannot read %s: reload skipped, the running Python code stays\n", PYAST_CONFIG);
+		return -1;
+	}
+	res = pyast_on_load(items, n, 1);
+	free_config(items, n);
+	return res ? -1 : 0;
+}
+
+static int unload_module(void)
+{
+	struct pyast_app *app;
+	struct pyast_func *pf;
+	struct pyast_cli *pc;
+
+	if (!ast_shutdown_final()) {
+		ast_log(LOG_ERROR, "pbx_python cannot be unloaded while Asterisk runs: an embedded Python "
+			"interpreter cannot be shut down safely. Use 'module reload pbx_python.so' to reload "
+			"the Python code, or restart Asterisk.\n");
+		return -1;
+	}
+	shutting_down = 1;
+	if (python_started) {
+		pyast_on_shutdown();
+	}
+	AST_LIST_LOCK(&registered_clis);
+	while ((pc = AST_LIST_REMOVE_HEAD(&registered_clis, list))) {
+		ast_cli_unregister(&pc->e);
+		/* the entry itself stays allocated: the process is ending */
+	}
+	AST_LIST_UNLOCK(&registered_clis);
+	AST_LIST_LOCK(&registered_apps);
+	while ((app = AST_LIST_REMOVE_HEAD(&registered_apps, list))) {
+		ast_unregister_application(app->name);
+		ast_free(app);
+	}
+	AST_LIST_UNLOCK(&registered_apps);
+	AST_LIST_LOCK(&registered_funcs);
+	while ((pf = AST_LIST_REMOVE_HEAD(&registered_funcs, list))) {
+		ast_custom_function_unregister(pf->acf);
+	}
+	AST_LIST_UNLOCK(&registered_funcs);
+	return 0;
+}
+
+AST_MODULE_INFO(ASTERISK_GPL_KEY, AST_MODFLAG_LOAD_ORDER, "Python dialplan applications and functions",
+	.support_level = AST_MODULE_SUPPORT_EXTENDED,
+	.load = load_module,
+	.unload = unload_module,
+	.reload = reload_module,
+	.load_pri = AST_MODPRI_DEFAULT,
+);

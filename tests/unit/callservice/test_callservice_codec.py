@@ -1,0 +1,299 @@
+"""Example-based tests of the X-CallService-* header codec."""
+
+import pytest
+
+from dialplan_funcs.callservice import codec
+from dialplan_funcs.callservice.codec import (
+    HDR_EXTEN, HDR_HOP, HDR_ORIGIN, HDR_PARAMS, HDR_PATH, HDR_SIG, HDR_VERSION,
+    CallMeta, HeaderError, InvalidNameError, InvalidParameterError, ParameterTooLongError,
+    SignatureError, UnsupportedVersionError, decode_headers, encode_headers,
+)
+
+SECRET = "0123456789abcdef-cluster-secret"
+META = CallMeta(origin="sopA", path=("sopA",), hop=1, exten="1001")
+
+
+def roundtrip(params, secret=None, meta=META):
+    return decode_headers(dict(encode_headers(meta, params, secret)), secret)
+
+
+def test_header_names_are_the_documented_ones():
+    assert codec.HEADER_NAMES == (
+        "X-CallService-V", "X-CallService-Origin", "X-CallService-Path", "X-CallService-Hop",
+        "X-CallService-Exten", "X-CallService-P1", "X-CallService-P2", "X-CallService-P3",
+        "X-CallService-P4", "X-CallService-Sig",
+    )
+
+
+def test_encode_emits_metadata_headers_in_order():
+    meta = CallMeta(origin="sopB", path=("sopA", "sopB"), hop=2, exten="*97#")
+    assert encode_headers(meta, []) == [
+        (HDR_VERSION, "1"), (HDR_ORIGIN, "sopB"), (HDR_PATH, "sopA;sopB"), (HDR_HOP, "2"),
+        (HDR_EXTEN, "*97#"),
+    ]
+
+
+def test_parameters_with_separators_quotes_and_newlines_round_trip():
+    params = ['a,b;c"d\'e', "line1\r\nline2", "Zoë ☎ 日本", "\\ $ { } <>"]
+    assert roundtrip(params).params == tuple(params)
+
+
+def test_parameter_is_sent_as_unpadded_base64url():
+    headers = dict(encode_headers(META, ["fr-BE??>"]))
+    assert headers["X-CallService-P1"] == "ZnItQkU_Pz4"
+
+
+def test_empty_parameters_are_not_sent():
+    names = [name for name, _ in encode_headers(META, ["x", "", "y", ""])]
+    assert "X-CallService-P2" not in names and "X-CallService-P4" not in names
+    assert "X-CallService-P1" in names and "X-CallService-P3" in names
+
+
+def test_absent_and_empty_headers_both_decode_to_empty_string():
+    headers = dict(encode_headers(META, ["x"]))
+    headers["X-CallService-P2"] = ""
+    assert decode_headers(headers).params == ("x", "", "", "")
+
+
+def test_fewer_than_four_parameters_are_padded_with_empty():
+    assert roundtrip(["only"]).params == ("only", "", "", "")
+
+
+def test_more_than_four_parameters_are_rejected():
+    with pytest.raises(codec.CallServiceError, match="at most 4"):
+        encode_headers(META, ["1", "2", "3", "4", "5"])
+
+
+def test_parameter_of_exactly_1024_bytes_is_accepted():
+    value = "😀" * 256  # 4 bytes each
+    assert roundtrip(["", "", value]).params[2] == value
+
+
+def test_overlong_parameter_error_names_parameter_and_sizes():
+    with pytest.raises(ParameterTooLongError) as info:
+        encode_headers(META, ["", "", "x" * 1500])
+    assert str(info.value) == "Parameter3 is 1500 bytes; the limit is 1024"
+    assert info.value.index == 3 and info.value.name == "Parameter3"
+    assert isinstance(info.value, ValueError)
+
+
+def test_parameter_size_is_counted_in_utf8_bytes_not_characters():
+    with pytest.raises(ParameterTooLongError, match="Parameter1 is 1026 bytes"):
+        encode_headers(META, ["é" * 513])
+
+
+def test_nul_in_parameter_is_rejected():
+    with pytest.raises(InvalidParameterError, match="Parameter2 contains a NUL"):
+        encode_headers(META, ["ok", "a\x00b"])
+
+
+def test_lone_surrogate_in_parameter_is_rejected():
+    with pytest.raises(InvalidParameterError, match="Parameter1 is not valid Unicode"):
+        encode_headers(META, ["\udcff"])
+
+
+def test_non_text_parameter_is_rejected():
+    with pytest.raises(InvalidParameterError, match="Parameter1 must be text"):
+        encode_headers(META, [b"bytes"])
+
+
+def test_no_callservice_headers_means_no_data():
+    assert decode_headers({"From": "x", "X-Other": "y"}) is None
+
+
+def test_header_names_are_matched_case_insensitively():
+    headers = {k.lower(): v for k, v in encode_headers(META, ["p"])}
+    assert decode_headers(headers).params[0] == "p"
+
+
+def test_missing_version_header_is_an_error():
+    headers = dict(encode_headers(META, ["p"]))
+    del headers[HDR_VERSION]
+    with pytest.raises(HeaderError, match="X-CallService-V is missing"):
+        decode_headers(headers)
+
+
+def test_unknown_version_is_rejected():
+    headers = dict(encode_headers(META, ["p"]))
+    headers[HDR_VERSION] = "2"
+    with pytest.raises(UnsupportedVersionError):
+        decode_headers(headers)
+
+
+@pytest.mark.parametrize("bad", ["ab+c", "ab/c", "abc=", "ab c", "ab,cd", "a\r\nb", "aé"])
+def test_parameter_outside_base64url_alphabet_is_rejected(bad):
+    headers = dict(encode_headers(META, []))
+    headers["X-CallService-P1"] = bad
+    with pytest.raises(HeaderError, match="X-CallService-P1"):
+        decode_headers(headers)
+
+
+def test_parameter_with_impossible_length_is_rejected():
+    headers = dict(encode_headers(META, []))
+    headers["X-CallService-P1"] = "abcde"
+    with pytest.raises(HeaderError, match="impossible base64url length"):
+        decode_headers(headers)
+
+
+def test_parameter_with_nonzero_trailing_bits_is_rejected():
+    headers = dict(encode_headers(META, []))
+    headers["X-CallService-P1"] = "QR"  # canonical form of b"A" is "QQ"
+    with pytest.raises(HeaderError, match="non-canonical"):
+        decode_headers(headers)
+
+
+def test_overlong_encoded_parameter_is_rejected_before_decoding(monkeypatch):
+    headers = dict(encode_headers(META, []))
+    headers["X-CallService-P4"] = "A" * (codec.MAX_ENCODED_PARAM_CHARS + 1)
+    monkeypatch.setattr(codec.base64, "b64decode", lambda *a, **k: pytest.fail("decoded"))
+    with pytest.raises(HeaderError, match="X-CallService-P4: value is 1367 characters"):
+        decode_headers(headers)
+
+
+def test_max_encoded_parameter_length_matches_1024_bytes():
+    assert codec.MAX_ENCODED_PARAM_CHARS == len(codec.encode_param("x" * 1024)) == 1366
+
+
+def test_parameter_decoding_to_invalid_utf8_is_rejected():
+    headers = dict(encode_headers(META, []))
+    headers["X-CallService-P1"] = codec.encode_bytes(b"\xff\xfe")
+    with pytest.raises(HeaderError, match="not valid UTF-8"):
+        decode_headers(headers)
+
+
+def test_parameter_decoding_to_nul_is_rejected():
+    headers = dict(encode_headers(META, []))
+    headers["X-CallService-P1"] = codec.encode_bytes(b"a\x00")
+    with pytest.raises(HeaderError, match="NUL"):
+        decode_headers(headers)
+
+
+@pytest.mark.parametrize("hop", ["0", "01", "-1", "1.0", "100", "x", ""])
+def test_invalid_hop_is_rejected(hop):
+    headers = dict(encode_headers(META, []))
+    headers[HDR_HOP] = hop
+    with pytest.raises(HeaderError, match="X-CallService-Hop"):
+        decode_headers(headers)
+
+
+def test_path_not_ending_with_origin_is_rejected():
+    headers = dict(encode_headers(META, []))
+    headers[HDR_PATH] = "sopA;sopB"
+    with pytest.raises(HeaderError, match="must end with the origin"):
+        decode_headers(headers)
+
+
+@pytest.mark.parametrize("exten", ["100&PJSIP/evil", "1 2", "", "1@x", "a" * 81])
+def test_invalid_extension_header_is_rejected(exten):
+    headers = dict(encode_headers(META, []))
+    headers[HDR_EXTEN] = exten
+    with pytest.raises(HeaderError):
+        decode_headers(headers)
+
+
+def test_signed_headers_verify():
+    decoded = roundtrip(["a", "b"], SECRET)
+    assert decoded.verified and decoded.params == ("a", "b", "", "")
+
+
+def test_signature_is_lowercase_hex_sha256():
+    sig = dict(encode_headers(META, ["a"], SECRET))[HDR_SIG]
+    assert len(sig) == 64 and sig == sig.lower() and int(sig, 16) >= 0
+
+
+def test_unsigned_decode_reports_not_verified_and_ignores_sig():
+    headers = dict(encode_headers(META, ["a"], SECRET))
+    headers[HDR_SIG] = "0" * 64
+    assert decode_headers(headers).verified is False
+
+
+def test_missing_signature_with_secret_is_a_signature_error():
+    headers = dict(encode_headers(META, ["a"]))
+    with pytest.raises(SignatureError, match="missing"):
+        decode_headers(headers, SECRET)
+
+
+def test_wrong_secret_fails_verification():
+    headers = dict(encode_headers(META, ["a"], SECRET))
+    with pytest.raises(SignatureError, match="does not match"):
+        decode_headers(headers, SECRET + "x")
+
+
+def test_uppercase_signature_is_rejected():
+    headers = dict(encode_headers(META, ["a"], SECRET))
+    headers[HDR_SIG] = headers[HDR_SIG].upper()
+    with pytest.raises(SignatureError, match="lowercase hex"):
+        decode_headers(headers, SECRET)
+
+
+def test_removing_a_nonempty_parameter_header_breaks_the_signature():
+    headers = dict(encode_headers(META, ["a", "b"], SECRET))
+    del headers["X-CallService-P2"]
+    with pytest.raises(SignatureError):
+        decode_headers(headers, SECRET)
+
+
+def test_signature_error_is_a_header_error():
+    assert issubclass(SignatureError, HeaderError) and issubclass(HeaderError, ValueError)
+
+
+def test_signing_input_is_length_prefixed():
+    data = codec.signing_input(META, ("a", "", "", ""))
+    assert data == b"19:X-CallService-Sig/1,1:1,4:sopA,4:sopA,1:1,4:1001,1:a,0:,0:,0:,"
+
+
+def test_signing_input_distinguishes_shifted_field_boundaries():
+    a = codec.signing_input(META, ("ab", "c", "", ""))
+    b = codec.signing_input(META, ("a", "bc", "", ""))
+    assert a != b
+
+
+def test_empty_secret_is_rejected():
+    with pytest.raises(codec.CallServiceError, match="secret"):
+        encode_headers(META, [], "")
+
+
+def test_bytes_secret_equals_its_utf8_str():
+    assert codec.sign(META, ("", "", "", ""), "clé") == codec.sign(META, ("", "", "", ""), "clé".encode())
+
+
+@pytest.mark.parametrize("name", ["sopA", "SOP_2", "node-1.example", "a" * 64])
+def test_valid_sop_names_are_accepted(name):
+    assert codec.validate_sop_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "a" * 65, "sop A", "sop;B", "sop,B", "sopé", "a/b", "a:b"])
+def test_invalid_sop_names_are_rejected(name):
+    with pytest.raises(InvalidNameError):
+        codec.validate_sop_name(name)
+
+
+@pytest.mark.parametrize("exten", ["1001", "*97", "#1", "+3227001234", "_svc.vm-1", "a" * 80])
+def test_valid_extensions_are_accepted(exten):
+    assert codec.validate_extension(exten) == exten
+
+
+@pytest.mark.parametrize("char", list("&/@,;()^| \t'\"\\\r\n${}") + ["é"])
+def test_extension_with_dial_string_or_header_character_is_rejected(char):
+    with pytest.raises(InvalidNameError, match="extension"):
+        codec.validate_extension(f"10{char}01")
+
+
+def test_empty_and_overlong_extensions_are_rejected():
+    for exten in ("", "1" * 81):
+        with pytest.raises(InvalidNameError):
+            codec.validate_extension(exten)
+
+
+def test_outbound_meta_appends_local_sop_and_increments_hop():
+    meta = CallMeta.outbound("sopB", "1001", ("sopA",), 1)
+    assert meta == CallMeta(origin="sopB", path=("sopA", "sopB"), hop=2, exten="1001")
+
+
+def test_outbound_meta_from_a_fresh_call_starts_at_hop_one():
+    assert CallMeta.outbound("sopA", "1001", (), 0) == META
+
+
+def test_outbound_meta_keeps_local_sop_once_at_the_end():
+    meta = CallMeta.outbound("sopB", "1001", ("sopB", "sopA"), 1)
+    assert meta.path == ("sopA", "sopB")
