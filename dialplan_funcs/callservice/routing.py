@@ -343,7 +343,7 @@ def classify_dial(
     if status == "CONGESTION":
         return _failover("CONGESTION")
     if status in _DIALSTATUS_FINAL:
-        return _final(_DIALSTATUS_FINAL[status])
+        return _final(_DIALSTATUS_FINAL[status], status)
     if status == "INVALIDARGS":
         return _failover("DIALINVALID")
     return _failover("UNKNOWN")
@@ -380,7 +380,7 @@ def final_status(attempts: Sequence[Attempt]) -> tuple[Status, str | None]:
 def format_tried(attempts: Sequence[Attempt]) -> str:
     """``sop:LABEL`` entries in order, comma-separated, e.g. ``sopB:SIP503,sopC:ANSWER``.
 
-    Labels: ANSWER BUSY DECLINED NOANSWER CANCEL (final); UNREACHABLE CONGESTION SIP<code>
+    Labels: ANSWER BUSY DECLINED NOANSWER CANCEL DONTCALL TORTURE (final); UNREACHABLE CONGESTION SIP<code>
     DIALINVALID UNKNOWN KNOWN_DOWN (node-level); CAME_FROM VISITED HOP_LIMIT (loop refusals).
     SOP names and labels never contain ':' or ','.
     """

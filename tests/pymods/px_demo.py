@@ -35,3 +35,41 @@ def py_fail_func(chan, *args):
 @px.function("PYCHAN", synopsis="The channel name, or NOCHANNEL")
 def py_chan(chan, *args):
     return chan.name if chan is not None else "NOCHANNEL"
+
+
+@px.application("PyEcho", synopsis="ECHO = argument|uniqueid (seen by Python)")
+def py_echo(chan, value=""):
+    chan.set_var("ECHO", f"{value}|{chan.uniqueid}")
+
+
+@px.application("PyExec", synopsis="Run another application from Python")
+def py_exec(chan, app="", data=""):
+    chan.set_var("BEFORE_EXEC", "set-before")
+    res = chan.exec_app(app, data)
+    chan.set_var("EXEC_RESULT", str(res))
+    chan.set_var("SEEN_AFTER", chan.get_var("SET_BY_APP") or "")
+    return res
+
+
+@px.application("PyLog", synopsis="Log through logging and print")
+def py_log(chan, text=""):
+    import logging
+    logging.getLogger("px_demo").warning("logging says %s", text)
+    print(f"print says {text}")
+
+
+@px.application("PyInfo", synopsis="Channel identity into INFO")
+def py_info(chan):
+    chan.set_var("INFO", "|".join([chan.name, chan.context, chan.exten, str(chan.priority),
+                                   chan.caller_num, chan.tech]))
+
+
+@px.function("PYREVERSE", synopsis="Reverse; writable: stores REVERSED",
+             syntax="PYREVERSE(text)")
+def py_reverse(chan, text=""):
+    return text[::-1]
+
+
+@py_reverse.setter
+def py_reverse_write(chan, value, *args):
+    chan.set_var("REVERSED", value[::-1])

@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from dialplan_funcs.callservice import codec
@@ -27,8 +27,9 @@ valid_param = st.one_of(
     st.sampled_from(["", ",", ";", '"', "\r\n", "😀" * 256, "x" * 1024, "é" * 512]),
 )
 params4 = st.lists(valid_param, min_size=4, max_size=4)
-sop_name = st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True)
-exten = st.from_regex(r"[A-Za-z0-9*#+_.-]{1,80}", fullmatch=True)
+ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+sop_name = st.text(ALNUM + "_.-", min_size=1, max_size=64)
+exten = st.text(ALNUM + "*#+_.-", min_size=1, max_size=80)
 
 
 @st.composite
@@ -88,6 +89,7 @@ FIELDS = ["origin", "path", "hop", "exten", "p1", "p2", "p3", "p4"]
 
 
 @pytest.mark.parametrize("field", FIELDS)
+@settings(max_examples=60)
 @given(meta=metas(), params=params4, data=st.data())
 def test_changing_any_signed_field_fails_verification(field, meta, params, data):
     headers = dict(encode_headers(meta, params, SECRET))

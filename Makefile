@@ -1,0 +1,57 @@
+# pbx_python — the two commands a new machine needs:
+#   make demo   build what is missing, run the three-SOP CallService demo cluster
+#   make test   build what is missing, run the unit and integration tests
+# Both install what they need (apt packages as root, a venv in .venv, Asterisk 22 from Debian's
+# source package, cached outside the checkout). Set ASTERISK_PREFIX to use your own Asterisk.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PYTEST_ARGS ?=
+APT_PACKAGES := sip-tester python3-dev python3-venv build-essential
+
+.PHONY: all deps asterisk module install test unit integration demo bench clean
+
+all: module
+
+deps: $(VENV)/.deps-ok
+
+$(VENV)/.deps-ok: setup.py
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "missing Debian packages (install as root):$$missing"; exit 1; fi; fi
+	$(PYTHON) -c 'import sysconfig,sys; sys.exit(0 if sysconfig.get_config_var("Py_ENABLE_SHARED") else "$(PYTHON) has no shared libpython: use another python3 (PYTHON=/usr/bin/python3)")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check cffi setuptools wheel pytest hypothesis
+	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -e .
+	touch $@
+
+asterisk:
+	bash contrib/build-asterisk.sh
+
+build/pbx_python.so: $(VENV)/.deps-ok csrc/pbx_python.c csrc/build_module.py
+	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) setup.py -q build_module
+
+module: asterisk build/pbx_python.so
+
+install: module
+	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) setup.py -q install_module
+
+unit: deps
+	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+integration: module
+	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) -m pytest tests -q -m integration $(PYTEST_ARGS)
+
+test: module
+	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) -m pytest tests -q -ra $(PYTEST_ARGS)
+
+demo: module
+	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) contrib/demo.py
+
+bench: module
+	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) bench/run.py $(BENCH_ARGS)
+
+clean:
+	rm -rf build *.egg-info

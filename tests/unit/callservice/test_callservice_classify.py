@@ -1,0 +1,107 @@
+"""classify_dial: Dial() results mapped to a final status or a node-level failover."""
+
+import pytest
+
+from dialplan_funcs.callservice.routing import Disposition, Status, classify_dial, sip_code
+
+
+def final(status, label=None):
+    return (Disposition.FINAL, status, label or status.value)
+
+
+def failover(label):
+    return (Disposition.FAILOVER, None, label)
+
+
+def result(*args, **kwargs):
+    o = classify_dial(*args, **kwargs)
+    return (o.disposition, o.status, o.label)
+
+
+@pytest.mark.parametrize("dialstatus, cause, tech, expected", [
+    # DIALSTATUS alone (no SIP response, e.g. a Local leg or a dead node)
+    ("ANSWER", 16, None, final(Status.ANSWER)),
+    ("BUSY", 17, None, final(Status.BUSY)),
+    ("NOANSWER", 19, None, final(Status.NOANSWER)),
+    ("CANCEL", 16, None, final(Status.CANCEL)),
+    ("CHANUNAVAIL", 3, None, failover("UNREACHABLE")),    # no reachable contact: cause 3
+    ("CHANUNAVAIL", None, None, failover("UNREACHABLE")),  # progress timeout
+    ("CONGESTION", 34, None, failover("CONGESTION")),
+    ("CHANUNAVAIL", 21, None, final(Status.BUSY, "DECLINED")),  # local callflow rejected
+    ("DONTCALL", None, None, final(Status.BUSY, "DONTCALL")),
+    ("TORTURE", None, None, final(Status.BUSY, "TORTURE")),
+    ("INVALIDARGS", None, None, failover("DIALINVALID")),
+    ("", None, None, failover("UNKNOWN")),
+    ("SOMETHING", None, None, failover("UNKNOWN")),
+])
+def test_dialstatus_without_sip_code(dialstatus, cause, tech, expected):
+    assert result(dialstatus, cause, tech) == expected
+
+
+@pytest.mark.parametrize("dialstatus, cause, tech, expected", [
+    # What Asterisk 22 reports for each SIP final response (ast_sip_hangup_sip2cause +
+    # app_dial handle_cause): the tech cause decides.
+    ("BUSY", 17, "SIP 486 Busy Here", final(Status.BUSY)),
+    ("BUSY", 17, "SIP 600 Busy Everywhere", final(Status.BUSY)),
+    ("CHANUNAVAIL", 21, "SIP 603 Decline", final(Status.BUSY, "DECLINED")),
+    ("CHANUNAVAIL", 1, "SIP 404 Not Found", failover("SIP404")),
+    ("CHANUNAVAIL", 18, "SIP 408 Request Timeout", failover("SIP408")),
+    ("NOANSWER", 19, "SIP 480 Temporarily Unavailable", failover("SIP480")),
+    ("CONGESTION", 34, "SIP 503 Service Unavailable", failover("SIP503")),
+    ("CHANUNAVAIL", 38, "SIP 500 Server Internal Error", failover("SIP500")),
+    ("CHANUNAVAIL", 27, "SIP 502 Bad Gateway", failover("SIP502")),
+    ("CHANUNAVAIL", 102, "SIP 504 Server Time-out", failover("SIP504")),
+    ("CHANUNAVAIL", 21, "SIP 403 Forbidden", failover("SIP403")),
+    ("CHANUNAVAIL", 21, "SIP 401 Unauthorized", failover("SIP401")),
+    ("CHANUNAVAIL", 127, "SIP 482 Loop Detected", failover("SIP482")),
+    ("NOANSWER", 19, "SIP 483 Too Many Hops", failover("SIP483")),
+    ("CHANUNAVAIL", 58, "SIP 488 Not Acceptable Here", failover("SIP488")),
+])
+def test_sip_response_classification(dialstatus, cause, tech, expected):
+    assert result(dialstatus, cause, tech) == expected
+
+
+def test_answer_wins_over_a_stale_tech_cause():
+    assert result("ANSWER", 16, "SIP 503 Service Unavailable") == final(Status.ANSWER)
+
+
+def test_caller_hangup_is_final_cancel_whatever_the_tech_cause():
+    assert result("CANCEL", 16, "SIP 487 Request Terminated") == final(Status.CANCEL)
+
+
+def test_487_after_our_answer_timeout_is_noanswer():
+    assert result("NOANSWER", 16, "SIP 487 Request Terminated") == final(Status.NOANSWER)
+
+
+@pytest.mark.parametrize("tech", ["SIP 480 Temporarily Unavailable", "SIP 408 Request Timeout"])
+def test_480_or_408_after_ringing_is_noanswer(tech):
+    assert result("NOANSWER", 19, tech, progressed=True) == final(Status.NOANSWER)
+
+
+def test_503_after_ringing_still_fails_over():
+    assert result("CONGESTION", 34, "SIP 503", progressed=True) == failover("SIP503")
+
+
+def test_hangupcause_as_string_is_accepted():
+    assert result("CHANUNAVAIL", "21", None) == final(Status.BUSY, "DECLINED")
+
+
+def test_non_numeric_hangupcause_is_ignored():
+    assert result("CHANUNAVAIL", "abc", "") == failover("UNREACHABLE")
+
+
+def test_dialstatus_is_case_and_space_insensitive():
+    assert result(" answer ", None, None) == final(Status.ANSWER)
+
+
+def test_failover_property_is_true_only_for_failover():
+    assert classify_dial("CONGESTION", None, None).failover
+    assert not classify_dial("BUSY", None, None).failover
+
+
+@pytest.mark.parametrize("text, code", [
+    ("SIP 404 Not Found", 404), ("SIP 503", 503), ("  SIP  486 Busy", 486),
+    ("", None), (None, None), ("IAX2 34", None), ("SIP abc", None), ("SIP 4040", None),
+])
+def test_sip_code_is_parsed_from_the_tech_cause(text, code):
+    assert sip_code(text) == code
