@@ -83,6 +83,8 @@ int pyast_func_write(struct ast_channel *chan, const char *expr, const char *val
 ssize_t pyast_substitute(struct ast_channel *chan, const char *templ, const char **out);
 int pyast_exec(struct ast_channel *chan, const char *app, const char *data);
 int pyast_check_hangup(struct ast_channel *chan);
+int pyast_add_extension(const char *context, const char *exten, int priority,
+                        const char *app, const char *data);
 void pyast_manager_event(const char *event, const char *body);
 const char *ast_get_version(void);
 extern int ast_verb_sys_level;

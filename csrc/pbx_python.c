@@ -529,6 +529,20 @@ static int pyast_exec(struct ast_channel *chan, const char *app_name, const char
 	return pbx_exec(chan, app, data);
 }
 
+/*!
+ * \brief Add (or replace) one priority of a dialplan extension, creating the context if needed.
+ * The context and extension belong to the registrar "pbx_python", so 'dialplan reload' keeps them.
+ */
+static int pyast_add_extension(const char *context, const char *exten, int priority,
+	const char *app, const char *data)
+{
+	if (!ast_context_find_or_create(NULL, NULL, context, "pbx_python")) {
+		return -1;
+	}
+	return ast_add_extension(context, 1, exten, priority, NULL, NULL, app,
+		ast_strdup(S_OR(data, "")), ast_free_ptr, "pbx_python");
+}
+
 static int pyast_check_hangup(struct ast_channel *chan)
 {
 	return ast_check_hangup_locked(chan);

@@ -112,6 +112,16 @@ def register_cli(command: str, summary: str, usage: str) -> int:
     return lib().pyast_register_cli(encode(command), encode(summary), encode(usage))
 
 
+def add_extension(context: str, exten: str, priority: int, app: str, data: str = "") -> None:
+    """Add or replace one dialplan priority (the context is created if needed).
+
+    Owned by the registrar "pbx_python": a 'dialplan reload' of extensions.conf keeps it.
+    """
+    if lib().pyast_add_extension(encode(context), encode(exten), priority, encode(app),
+                                 encode(data)) != 0:
+        raise RuntimeError(f"cannot add {exten},{priority} to context {context}")
+
+
 def global_var(name: str) -> Optional[str]:
     """Read a global dialplan variable."""
     out = ffi().new("const char **")

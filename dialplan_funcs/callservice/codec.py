@@ -6,7 +6,8 @@ Wire format, version 1 (all values are header-safe ASCII):
 
     X-CallService-V:       "1"
     X-CallService-Origin:  SOP that routed this leg (the sender), e.g. "sopA"
-    X-CallService-Path:    SOPs that routed the call so far, in order, ';'-separated; ends with Origin
+    X-CallService-Path:    SOPs that routed the call so far, in order, ';'-separated;
+                           it ends with Origin
     X-CallService-Hop:     number of CallService SIP legs so far (1 on the first leg), decimal
     X-CallService-Exten:   destination extension (validated charset, sent as is)
     X-CallService-P1..P4:  parameter i as unpadded base64url of its UTF-8 bytes (RFC 4648 §5)
@@ -57,8 +58,8 @@ HEADER_NAMES: tuple[str, ...] = (
     HDR_VERSION, HDR_ORIGIN, HDR_PATH, HDR_HOP, HDR_EXTEN, *HDR_PARAMS, HDR_SIG,
 )
 
-_SOP_RE = re.compile(r"[A-Za-z0-9_.-]{1,%d}" % MAX_SOP_NAME_CHARS)
-_EXTEN_RE = re.compile(r"[A-Za-z0-9*#+_.-]{1,%d}" % MAX_EXTEN_CHARS)
+_SOP_RE = re.compile(rf"[A-Za-z0-9_.-]{{1,{MAX_SOP_NAME_CHARS}}}")
+_EXTEN_RE = re.compile(rf"[A-Za-z0-9*#+_.-]{{1,{MAX_EXTEN_CHARS}}}")
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
 _HOP_RE = re.compile(r"[1-9][0-9]?")
 _SIG_RE = re.compile(r"[0-9a-f]{64}")
@@ -109,11 +110,17 @@ class SignatureError(HeaderError):
 
 # ---------------------------------------------------------------------------- validation
 
+def shown(value: object, limit: int = 100) -> str:
+    """repr() of a value for an error message: escapes CR/LF, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def validate_sop_name(name: object, what: str = "SOP name") -> str:
     """Return ``name`` if it matches ``[A-Za-z0-9_.-]{1,64}``, else raise InvalidNameError."""
     if not isinstance(name, str) or not _SOP_RE.fullmatch(name):
         raise InvalidNameError(
-            f"{what} {name!r} is invalid: use 1-{MAX_SOP_NAME_CHARS} of A-Z a-z 0-9 _ . -"
+            f"{what} {shown(name)} is invalid: use 1-{MAX_SOP_NAME_CHARS} of A-Z a-z 0-9 _ . -"
         )
     return name
 
@@ -126,7 +133,7 @@ def validate_extension(exten: object) -> str:
     """
     if not isinstance(exten, str) or not _EXTEN_RE.fullmatch(exten):
         raise InvalidNameError(
-            f"extension {exten!r} is invalid: use 1-{MAX_EXTEN_CHARS} of "
+            f"extension {shown(exten)} is invalid: use 1-{MAX_EXTEN_CHARS} of "
             "A-Z a-z 0-9 * # + _ . -"
         )
     return exten
@@ -256,7 +263,7 @@ def signing_input(meta: CallMeta, params: Sequence[str], version: str = VERSION)
     Length prefixes make the encoding injective: no two different field tuples give the
     same bytes, whatever the fields contain.
     """
-    fields = (
+    fields: tuple[str | bytes, ...] = (
         _SIG_DOMAIN, version, meta.origin, ";".join(meta.path), str(meta.hop), meta.exten,
         *params,
     )
@@ -297,7 +304,7 @@ def encode_headers(
         (HDR_HOP, str(meta.hop)),
         (HDR_EXTEN, meta.exten),
     ]
-    headers += [(name, encode_param(v)) for name, v in zip(HDR_PARAMS, values) if v]
+    headers += [(name, encode_param(v)) for name, v in zip(HDR_PARAMS, values, strict=True) if v]
     if secret is not None:
         headers.append((HDR_SIG, sign(meta, values, secret)))
     return headers
@@ -306,15 +313,16 @@ def encode_headers(
 def decode_headers(
     headers: Mapping[str, str | None], secret: str | bytes | None = None
 ) -> DecodedCall | None:
-    """Parse inbound headers (names case-insensitive; missing, None or "" = absent).
+    """Parse inbound headers (names case-insensitive; missing, None or blank = absent).
 
     Returns None when no X-CallService-* header is present at all (not a CallService call).
     Raises HeaderError (or its subclasses UnsupportedVersionError / SignatureError) when the
     headers are present but unusable. With ``secret`` None, a Sig header is ignored.
     """
+    # Surrounding SP/HTAB is SIP linear whitespace, not part of the value.
     present = {
-        k.lower(): v for k, v in headers.items()
-        if k.lower().startswith(HEADER_PREFIX.lower()) and v
+        k.lower(): v.strip(" \t") for k, v in headers.items()
+        if k.lower().startswith(HEADER_PREFIX.lower()) and v and v.strip(" \t")
     }
     if not present:
         return None
@@ -345,15 +353,17 @@ def decode_headers(
         raise HeaderError(f"invalid CallService metadata: {exc}") from None
 
     raw_params = [get(name, MAX_ENCODED_PARAM_CHARS) for name in HDR_PARAMS]
-    p1, p2, p3, p4 = (decode_param(name, raw) for name, raw in zip(HDR_PARAMS, raw_params))
+    p1, p2, p3, p4 = (
+        decode_param(name, raw) for name, raw in zip(HDR_PARAMS, raw_params, strict=True)
+    )
     params = (p1, p2, p3, p4)
 
     verified = False
     if secret is not None:
-        raw_sig = get(HDR_SIG, 64)
+        raw_sig = present.get(HDR_SIG.lower(), "")
         if not raw_sig:
             raise SignatureError(f"{HDR_SIG} is missing and a shared secret is configured")
-        if not _SIG_RE.fullmatch(raw_sig):
+        if len(raw_sig) != 64 or not _SIG_RE.fullmatch(raw_sig):
             raise SignatureError(f"{HDR_SIG}: not 64 lowercase hex digits")
         if not hmac.compare_digest(raw_sig, sign(meta, params, secret)):
             raise SignatureError(f"{HDR_SIG}: signature does not match")

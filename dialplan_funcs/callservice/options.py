@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .codec import CallServiceError
+from .codec import CallServiceError, shown
 
 MAX_PROGRESS_TIMEOUT = 300.0
 MAX_ANSWER_TIMEOUT = 86400.0
@@ -52,13 +52,15 @@ def parse_options(text: str | None) -> CallOptions:
     while i < len(s):
         letter = s[i]
         if not letter.isascii() or not letter.isalpha():
-            raise OptionsError(f"unexpected character {letter!r} at position {i + 1} in options {s!r}")
+            raise OptionsError(
+                f"unexpected character {letter!r} at position {i + 1} in options {shown(s)}"
+            )
         i += 1
         arg: str | None = None
         if i < len(s) and s[i] == "(":
             end = s.find(")", i + 1)
             if end < 0:
-                raise OptionsError(f"option {letter}: missing ')' in options {s!r}")
+                raise OptionsError(f"option {letter}: missing ')' in options {shown(s)}")
             arg = s[i + 1:end]
             i = end + 1
         if letter not in _FLAGS and letter not in _VALUED:
@@ -90,7 +92,9 @@ def _seconds(letter: str, given: dict[str, str | None]) -> float | None:
         raise OptionsError(f"option {letter} needs a value in seconds: {letter}(<seconds>)")
     arg = arg.strip()
     if not SECONDS_RE.fullmatch(arg):
-        raise OptionsError(f"option {letter}: {what} {arg!r} is not a number of seconds like 2 or 1.5")
+        raise OptionsError(
+            f"option {letter}: {what} {shown(arg)} is not a number of seconds like 2 or 1.5"
+        )
     value = float(arg)
     if value > limit:
         raise OptionsError(f"option {letter}: {what} {arg} s is above the limit of {limit:g} s")

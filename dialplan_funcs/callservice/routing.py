@@ -261,7 +261,7 @@ def _failover(label: str) -> Outcome:
 
 
 def skip_outcome(reason: SkipReason) -> Outcome | None:
-    """Outcome recorded for a skipped step; None for EMPTY/DUPLICATE/UNKNOWN_SOP (not recorded)."""
+    """Outcome recorded for a skipped step; None for EMPTY/DUPLICATE/UNKNOWN_SOP (unrecorded)."""
     if reason in LOOP_REASONS:
         return Outcome(Disposition.REFUSED, reason.value)
     if reason is SkipReason.KNOWN_DOWN:
@@ -380,8 +380,10 @@ def final_status(attempts: Sequence[Attempt]) -> tuple[Status, str | None]:
 def format_tried(attempts: Sequence[Attempt]) -> str:
     """``sop:LABEL`` entries in order, comma-separated, e.g. ``sopB:SIP503,sopC:ANSWER``.
 
-    Labels: ANSWER BUSY DECLINED NOANSWER CANCEL DONTCALL TORTURE (final); UNREACHABLE CONGESTION SIP<code>
-    DIALINVALID UNKNOWN KNOWN_DOWN (node-level); CAME_FROM VISITED HOP_LIMIT (loop refusals).
+    Labels: ANSWER BUSY DECLINED NOANSWER CANCEL DONTCALL TORTURE (final);
+    UNREACHABLE CONGESTION SIP<code> DIALINVALID UNKNOWN KNOWN_DOWN (node-level);
+    CAME_FROM VISITED HOP_LIMIT (loop refusals). Entries run in slot order up to the
+    attempt that ended the routing; EMPTY, DUPLICATE and UNKNOWN_SOP slots are not listed.
     SOP names and labels never contain ':' or ','.
     """
     return ",".join(f"{a.sop}:{a.outcome.label}" for a in attempts)

@@ -108,9 +108,13 @@ def parse_settings(pairs: Iterable[tuple[str, str]]) -> Settings:
     if not service_context:
         errors.append("service_context is required")
     elif not _CONTEXT_RE.fullmatch(service_context):
-        errors.append(f"service_context {service_context!r} is invalid: use 1-79 of A-Z a-z 0-9 _ . + -")
+        errors.append(
+            f"service_context {service_context!r} is invalid: use 1-79 of A-Z a-z 0-9 _ . + -"
+        )
 
-    progress = _seconds(values, "progress_timeout", DEFAULT_PROGRESS_TIMEOUT, MAX_PROGRESS_TIMEOUT, errors)
+    progress = _seconds(
+        values, "progress_timeout", DEFAULT_PROGRESS_TIMEOUT, MAX_PROGRESS_TIMEOUT, errors
+    )
     answer = _seconds(values, "answer_timeout", None, MAX_ANSWER_TIMEOUT, errors)
     max_hops = _max_hops(values, errors)
     secret = _secret(values, errors)
@@ -191,7 +195,9 @@ def _secret(values: dict[str, str], errors: list[str]) -> str | None:
     secret = values["secret"]
     if len(secret) < MIN_SECRET_CHARS:
         # Never echo the secret itself in an error message.
-        errors.append(f"secret is too short ({len(secret)} characters); use at least {MIN_SECRET_CHARS}")
+        errors.append(
+            f"secret is too short ({len(secret)} characters); use at least {MIN_SECRET_CHARS}"
+        )
         return None
     return secret
 
@@ -207,7 +213,9 @@ def _endpoints(
         elif sop == local_sop:
             errors.append(f"{key}: the local SOP is not dialled, so it has no endpoint")
         elif not _ENDPOINT_RE.fullmatch(endpoint):
-            errors.append(f"{key}: endpoint {endpoint!r} is invalid: use 1-64 of A-Z a-z 0-9 _ . -")
+            errors.append(
+                f"{key}: endpoint {endpoint!r} is invalid: use 1-64 of A-Z a-z 0-9 _ . -"
+            )
         else:
             endpoints[sop] = endpoint
     used: dict[str, str] = {}

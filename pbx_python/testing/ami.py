@@ -7,12 +7,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
+from typing import Union
 
 from .net import require_loopback
 
 #: An AMI message: header -> value; a repeated header's values are joined with "\n".
 AmiMessage = dict[str, str]
-EventPredicate = Callable[[AmiMessage], bool] | str
+EventPredicate = Union[Callable[[AmiMessage], bool], str]  # noqa: UP007 - runtime alias, py3.9
 
 
 class AmiError(RuntimeError):
@@ -68,7 +69,7 @@ class AmiClient:
         self.sock.settimeout(remaining)
         try:
             chunk = self.sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             return False
         if not chunk:
             raise AmiError("AMI connection closed by Asterisk")
@@ -181,7 +182,7 @@ class AmiClient:
             pass
         self.sock.close()
 
-    def __enter__(self) -> AmiClient:
+    def __enter__(self) -> AmiClient:  # noqa: PYI034
         return self
 
     def __exit__(

@@ -22,7 +22,7 @@ SUBDIRS = ("etc", "run", "log", "spool", "lib", "db", "cache", "keys", "mods")
 #: sun_path is 108 bytes on Linux; asterisk.ctl must fit in it.
 _SUN_PATH_MAX = 107
 
-_EVAL_RE = re.compile(r"^Return Value: (Success|Failure) \((-?\d+)\)\s*\nResult: ?(.*?)\s*$", re.M | re.S)
+_EVAL_RE = re.compile(r"^Return Value: (Success|Failure) \((-?\d+)\)\s*\nResult: ?(.*?)\s*$", re.MULTILINE | re.DOTALL)
 
 
 class AsteriskError(RuntimeError):
@@ -55,7 +55,7 @@ class AsteriskInstance:
         host: str = "127.0.0.1",
         name: str = "ast",
         modules: Sequence[str | Path] = (),
-        configs: Mapping[str, str] = {},  # noqa: B006 - read only
+        configs: Mapping[str, str] = {},
         cdr: bool = False,
         cel: bool = False,
         verbose: int = 3,
@@ -257,7 +257,7 @@ class AsteriskInstance:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
 
-    def __enter__(self) -> AsteriskInstance:
+    def __enter__(self) -> AsteriskInstance:  # noqa: PYI034
         return self.start()
 
     def __exit__(
@@ -277,6 +277,7 @@ class AsteriskInstance:
             capture_output=True,
             timeout=timeout,
             env=self._popen_env(),
+            check=False,
         )
         return res.stdout.decode("utf-8", "replace")
 
@@ -350,7 +351,7 @@ class AsteriskInstance:
 
     def wait_for_log(self, pattern: str | re.Pattern[str], timeout: float = 10, since: int = 0) -> re.Match[str]:
         """Wait until regex ``pattern`` (MULTILINE if given as str) matches the log after ``since``."""
-        rx = re.compile(pattern, re.M) if isinstance(pattern, str) else pattern
+        rx = re.compile(pattern, re.MULTILINE) if isinstance(pattern, str) else pattern
         deadline = time.monotonic() + timeout
         while True:
             text = self.log_text(since)

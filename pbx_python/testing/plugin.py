@@ -39,11 +39,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_KEPT] = []
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    rep = yield
+    outcome = yield
+    rep = outcome.get_result()  # type: ignore[attr-defined]
     item.stash.setdefault(_REPORTS, {})[rep.when] = rep
-    return rep
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -81,7 +81,9 @@ def find_asterisk_prefix(config: pytest.Config) -> tuple[Path | None, str]:
     for root in _repo_roots(config):
         script = root / "contrib" / "build-asterisk.sh"
         try:
-            out = subprocess.run(["bash", str(script), "--print"], capture_output=True, text=True, timeout=120, cwd=root)
+            out = subprocess.run(
+                ["bash", str(script), "--print"], capture_output=True, text=True, timeout=120, cwd=root, check=False
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             tried.append(f"{script} --print failed: {exc}")
             continue

@@ -12,7 +12,7 @@ COMPACT_HEADERS = {
     "o": "Event", "u": "Allow-Events", "r": "Refer-To", "b": "Referred-By", "x": "Session-Expires",
 }
 
-_SEPARATOR = re.compile(r"^-{40,}(?: (?P<ts>.*))?$", re.M)
+_SEPARATOR = re.compile(r"^-{40,}(?: (?P<ts>.*))?$", re.MULTILINE)
 _KIND = re.compile(r"^(?P<unexp>Unexpected )?\w+ message (?P<dir>sent|received)\b")
 
 

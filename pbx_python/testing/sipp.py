@@ -75,7 +75,7 @@ def _stat_counts(csv_text: str) -> dict[str, str]:
     rows = [r for r in csv_text.splitlines() if r.strip()]
     if len(rows) < 2:
         return {}
-    return dict(zip(rows[0].split(";"), rows[-1].split(";"), strict=False))
+    return dict(zip(rows[0].split(";"), rows[-1].split(";")))
 
 
 def _render_uac(template: str, headers: Mapping[str, str], hold_ms: int) -> str:
@@ -206,7 +206,7 @@ class Sipp:
                 rc = None
         if rc == 255:
             timed_out = True
-        read = lambda p: p.read_text(errors="replace") if p.exists() else ""  # noqa: E731
+        read = lambda p: p.read_text(errors="replace") if p.exists() else ""
         messages = read(files["messages.log"])
         stats = _stat_counts(read(files["stat.csv"]))
         statuses = sipmsg.final_invite_statuses(sipmsg.received_messages(messages))
@@ -315,7 +315,7 @@ class SippUas:
             self.returncode = self.proc.returncode
         return self.returncode
 
-    def __enter__(self) -> SippUas:
+    def __enter__(self) -> SippUas:  # noqa: PYI034
         return self.start()
 
     def __exit__(

@@ -159,7 +159,7 @@ def test_context_manager_and_configs(asterisk_prefix) -> None:
     try:
         inst.write_config("pxextra.conf", "[x]\n")
         text = (inst.base / "etc" / "asterisk.conf").read_text()
-        assert re.search(r"^\[directories\]$", text, re.M) and "verbose = 5" in text
+        assert re.search(r"^\[directories\]$", text, re.MULTILINE) and "verbose = 5" in text
         assert "enable = yes" in (inst.base / "etc" / "cdr.conf").read_text()
         assert "enable = no" in (inst.base / "etc" / "cel.conf").read_text()
         with inst as ast:

@@ -3,10 +3,16 @@ from __future__ import annotations
 
 import pytest
 
-from pbx_python.testing import AsteriskInstance, cli_quote, parse_headers, require_loopback
-from pbx_python.testing import configs, sipmsg
+from pbx_python.testing import (
+    AsteriskInstance,
+    cli_quote,
+    configs,
+    parse_headers,
+    require_loopback,
+    sipmsg,
+)
 from pbx_python.testing.ami import parse_message
-from pbx_python.testing.sipp import _render_uac, _stat_counts, SCENARIO_DIR
+from pbx_python.testing.sipp import SCENARIO_DIR, _render_uac, _stat_counts
 
 INVITE = (
     "INVITE sip:200@127.0.0.20:5060 SIP/2.0\r\n"
@@ -87,7 +93,7 @@ def test_cli_quote() -> None:
 
 
 def test_rtp_ranges_distinct() -> None:
-    ranges = [configs.rtp_port_range(f"127.0.0.{n}") for n in range(0, 256)]
+    ranges = [configs.rtp_port_range(f"127.0.0.{n}") for n in range(256)]
     flat = [p for lo, hi in ranges for p in (lo, hi)]
     assert all(lo < hi <= 65535 for lo, hi in ranges)
     assert flat == sorted(flat) and len(set(flat)) == len(flat)

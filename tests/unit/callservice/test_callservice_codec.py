@@ -4,7 +4,7 @@ import pytest
 
 from dialplan_funcs.callservice import codec
 from dialplan_funcs.callservice.codec import (
-    HDR_EXTEN, HDR_HOP, HDR_ORIGIN, HDR_PARAMS, HDR_PATH, HDR_SIG, HDR_VERSION,
+    HDR_EXTEN, HDR_HOP, HDR_ORIGIN, HDR_PATH, HDR_SIG, HDR_VERSION,
     CallMeta, HeaderError, InvalidNameError, InvalidParameterError, ParameterTooLongError,
     SignatureError, UnsupportedVersionError, decode_headers, encode_headers,
 )
@@ -219,6 +219,18 @@ def test_wrong_secret_fails_verification():
         decode_headers(headers, SECRET + "x")
 
 
+def test_overlong_signature_is_a_signature_error():
+    headers = dict(encode_headers(META, ["a"], SECRET))
+    headers[HDR_SIG] += "0"
+    with pytest.raises(SignatureError, match="lowercase hex"):
+        decode_headers(headers, SECRET)
+
+
+def test_surrounding_linear_whitespace_of_header_values_is_ignored():
+    headers = {k: f" {v}\t" for k, v in encode_headers(META, ["p"], SECRET)}
+    assert decode_headers(headers, SECRET).params[0] == "p"
+
+
 def test_uppercase_signature_is_rejected():
     headers = dict(encode_headers(META, ["a"], SECRET))
     headers[HDR_SIG] = headers[HDR_SIG].upper()
@@ -254,7 +266,8 @@ def test_empty_secret_is_rejected():
 
 
 def test_bytes_secret_equals_its_utf8_str():
-    assert codec.sign(META, ("", "", "", ""), "clé") == codec.sign(META, ("", "", "", ""), "clé".encode())
+    empty = ("", "", "", "")
+    assert codec.sign(META, empty, "clé") == codec.sign(META, empty, "clé".encode())
 
 
 @pytest.mark.parametrize("name", ["sopA", "SOP_2", "node-1.example", "a" * 64])
@@ -297,3 +310,9 @@ def test_outbound_meta_from_a_fresh_call_starts_at_hop_one():
 def test_outbound_meta_keeps_local_sop_once_at_the_end():
     meta = CallMeta.outbound("sopB", "1001", ("sopB", "sopA"), 1)
     assert meta.path == ("sopA", "sopB")
+
+
+def test_error_messages_cut_long_user_input():
+    with pytest.raises(InvalidNameError) as info:
+        codec.validate_extension("&" * 10_000)
+    assert len(str(info.value)) < 200 and "..." in str(info.value)

@@ -80,7 +80,8 @@ def test_sops_with_empty_entry_is_an_error():
 
 
 def test_sops_with_duplicate_is_an_error():
-    errs = errors_of(base=[("local_sop", "sopA"), ("sops", "sopA,sopB,sopA"), ("service_context", "s")])
+    base = [("local_sop", "sopA"), ("sops", "sopA,sopB,sopA"), ("service_context", "s")]
+    errs = errors_of(base=base)
     assert errs == ["sops lists 'sopA' more than once"]
 
 
@@ -95,9 +96,9 @@ def test_invalid_service_context_is_an_error():
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("progress_timeout", "-1", "progress_timeout '-1' is not a number of seconds"),
+    ("progress_timeout", "-1", "progress_timeout '-1' is not a number of seconds like 2 or 1.5"),
     ("progress_timeout", "301", "progress_timeout 301 s is above the limit of 300 s"),
-    ("answer_timeout", "1e3", "answer_timeout '1e3' is not a number of seconds"),
+    ("answer_timeout", "1e3", "answer_timeout '1e3' is not a number of seconds like 2 or 1.5"),
     ("max_hops", "0", "max_hops '0' must be an integer from 1 to 16"),
     ("max_hops", "17", "max_hops '17' must be an integer from 1 to 16"),
     ("max_hops", "two", "max_hops 'two' must be an integer from 1 to 16"),
