@@ -111,7 +111,7 @@ setup(
     packages=find_packages(include=["pbx_python", "pbx_python.*", "dialplan_funcs",
                                     "dialplan_funcs.*"]),
     package_data={"pbx_python.testing": ["scenarios/*.xml"]},
-    python_requires=">=3.9",
+    python_requires=">=3.11",
     install_requires=["cffi>=1.17"],
     extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
     entry_points={"pytest11": ["pbx_python = pbx_python.testing.plugin"]},

@@ -16,7 +16,7 @@ from .asterisk import NotInAsterisk, log, manager_event, verbose, verbosity
 from .channel import ApplicationNotFound, Channel
 from .config import Config, ConfigError
 from .registry import application, cli_command, function, on_load
-from ._runtime import ShowUsage
+from ._runtime import DialplanError, ShowUsage
 
 __version__ = "0.1.0"
 
@@ -28,7 +28,7 @@ def config() -> Config:
 
 
 __all__ = [
-    "ApplicationNotFound", "Channel", "Config", "ConfigError", "NotInAsterisk", "ShowUsage",
+    "ApplicationNotFound", "Channel", "DialplanError", "Config", "ConfigError", "NotInAsterisk", "ShowUsage",
     "application", "cli_command", "config", "function", "log", "manager_event", "on_load",
     "verbose", "verbosity",
 ]

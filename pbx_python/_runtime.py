@@ -24,6 +24,14 @@ class ShowUsage(Exception):
     """Raised by a CLI handler to make Asterisk print the command's usage."""
 
 
+class DialplanError(Exception):
+    """Bad input from the dialplan: logged as a WARNING with its message only (no traceback).
+
+    An application raising it sets PYTHON_ERROR and ends as configured by on_exception; a
+    function raising it fails the read or write.
+    """
+
+
 @dataclass
 class State:
     registry: Registry = field(default_factory=Registry)
@@ -77,6 +85,9 @@ def _hand_back(call: Any, chan: Channel, result: Optional[bytes] = None) -> None
 
 def _log_exception(kind: str, name: str, chan: Optional[Channel]) -> str:
     exc_type, exc, tb = sys.exc_info()
+    if isinstance(exc, DialplanError):
+        ast.log(ast.LOG_WARNING, f"{name}: {exc}")
+        return f"{exc_type.__name__}: {exc}"
     text = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip()
     where = ""
     if chan is not None:

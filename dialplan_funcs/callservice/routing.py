@@ -42,9 +42,11 @@ class SkipReason(StrEnum):
     VISITED = "VISITED"          # loop: already on the call's path
     HOP_LIMIT = "HOP_LIMIT"      # loop: hop >= max_hops
     KNOWN_DOWN = "KNOWN_DOWN"    # qualify says unreachable: node-level failure, not dialled
+    DELIVERED = "DELIVERED"      # loop: CallService already delivered this call here for this exten
 
 
-LOOP_REASONS = frozenset({SkipReason.CAME_FROM, SkipReason.VISITED, SkipReason.HOP_LIMIT})
+LOOP_REASONS = frozenset({SkipReason.CAME_FROM, SkipReason.VISITED, SkipReason.HOP_LIMIT,
+                          SkipReason.DELIVERED})
 
 
 class Status(StrEnum):
@@ -136,8 +138,14 @@ def plan(
     visited: Sequence[str],
     hop: int,
     known_down: Collection[str] = (),
+    delivered: bool = False,
 ) -> Plan:
     """Decide which of sop1/sop2 to try, in order, and why any is skipped.
+
+    ``delivered``: CallService already delivered this very call to this SOP for the same
+    extension (the service's callflow runs CallService again, e.g. on the secondary while the
+    primary is down). Routing it again could only bounce it or re-enter the service, so every
+    SOP is refused (status LOOP) and the callflow goes on locally.
 
     ``came_from``: SOP whose trunk delivered this call (None when not from a cluster trunk).
     ``visited``: SOPs already on the call's path; ``hop``: CallService SIP legs so far.
@@ -166,6 +174,9 @@ def plan(
             steps.append(Step(slot, sop, skip=SkipReason.DUPLICATE))
             continue
         seen.add(sop)
+        if delivered:
+            steps.append(Step(slot, sop, skip=SkipReason.DELIVERED))
+            continue
         steps.append(_decide(slot, sop, cluster, came_from, visited, hop, known_down))
 
     if errors:

@@ -86,6 +86,16 @@ class AsteriskInstance:
                 raise FileNotFoundError(f"extra module {src} does not exist")
 
         self.base = Path(tempfile.mkdtemp(prefix="pxa" + re.sub(r"[^A-Za-z0-9]", "", name)[:6], dir="/tmp"))
+        try:
+            self._populate(extra, configs, cdr, cel)
+        except BaseException:
+            shutil.rmtree(self.base, ignore_errors=True)
+            raise
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _populate(self, extra: Sequence[Path], configs: Mapping[str, str], cdr: bool, cel: bool) -> None:
+        """Create the directory tree, the module mirror and the configuration files."""
         for d in SUBDIRS:
             (self.base / d).mkdir()
         self.etc = self.base / "etc"
@@ -111,7 +121,7 @@ class AsteriskInstance:
             "astcachedir": self.base / "cache",
             "astsbindir": self.prefix / "sbin",
         }
-        self.conf.write_text(cfg.asterisk_conf(dirs, verbose, debug))
+        self.conf.write_text(cfg.asterisk_conf(dirs, self.verbose, self.debug))
         defaults = {
             "logger.conf": cfg.logger_conf(),
             "modules.conf": cfg.modules_conf(present),
@@ -126,8 +136,6 @@ class AsteriskInstance:
         defaults.update(configs)
         for fname, text in defaults.items():
             self.write_config(fname, text)
-
-    # -- setup ---------------------------------------------------------------------------------
 
     def _mirror_modules(self, extra: Sequence[Path]) -> set[str]:
         names: set[str] = set()
@@ -282,7 +290,10 @@ class AsteriskInstance:
         return res.stdout.decode("utf-8", "replace")
 
     def cli(self, cmd: str, timeout: float = 15) -> str:
-        """Run one CLI command via ``asterisk -rx`` and return its output (the exit code is always 0)."""
+        """Run one CLI command via ``asterisk -rx`` and return its output (the exit code is always 0).
+
+        Asterisk splits the command on blanks: quote arguments holding spaces with :func:`cli_quote`.
+        """
         if not self.running:
             raise AsteriskError(f"{self.name} is not running (cli {cmd!r})")
         return self._rx(cmd, timeout)

@@ -73,11 +73,11 @@ def find_asterisk_prefix(config: pytest.Config) -> tuple[Path | None, str]:
     tried = []
     opt = config.getoption("--asterisk-prefix", default=None)
     for label, value in (("--asterisk-prefix", opt), ("ASTERISK_PREFIX", os.environ.get("ASTERISK_PREFIX"))):
-        if value:
+        if value:  # an explicit choice is never silently replaced by another Asterisk
             p = Path(value)
             if _is_prefix(p):
                 return p, label
-            tried.append(f"{label}={value} has no sbin/asterisk")
+            return None, f"{label}={value} has no sbin/asterisk"
     for root in _repo_roots(config):
         script = root / "contrib" / "build-asterisk.sh"
         try:

@@ -135,9 +135,15 @@ class Sipp:
 
     def __init__(self, workdir: str | Path | None = None, binary: str | None = None) -> None:
         self.binary = binary or sipp_binary()
+        self._own_dir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="pxsipp", dir="/tmp"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._seq = itertools.count(1)
+
+    def cleanup(self) -> None:
+        """Delete the work dir if this runner created it."""
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _rundir(self, kind: str) -> Path:
         d = self.workdir / f"{kind}{next(self._seq)}"
@@ -230,7 +236,7 @@ class Sipp:
 
 
 def run_uac(target_host: str, target_port: int = 5060, **kwargs: object) -> SippResult:
-    """:meth:`Sipp.run_uac` with a fresh temp work dir."""
+    """:meth:`Sipp.run_uac` with a fresh temp work dir (kept: ``result.workdir.parent``)."""
     return Sipp().run_uac(target_host, target_port, **kwargs)  # type: ignore[arg-type]
 
 
@@ -314,6 +320,12 @@ class SippUas:
             _terminate(self.proc)
             self.returncode = self.proc.returncode
         return self.returncode
+
+    def cleanup(self) -> None:
+        """Stop, and delete the work dir if this object created it."""
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> SippUas:  # noqa: PYI034
         return self.start()

@@ -147,3 +147,12 @@ def test_cluster_requires_local_sop_to_be_a_member():
 def test_cluster_requires_positive_max_hops():
     with pytest.raises(ValueError, match="max_hops"):
         Cluster("sopA", frozenset({"sopA"}), max_hops=0)
+
+
+def test_call_already_delivered_here_for_the_same_extension_is_refused_as_a_loop():
+    from dialplan_funcs.callservice import routing as r
+    cluster = r.Cluster(local_sop="sopB", sops=frozenset({"sopA", "sopB", "sopC"}))
+    p = r.plan(r.Request("2000", "sopC", "sopB"), cluster, "sopA", ("sopA",), 1, delivered=True)
+    assert [s.skip for s in p.steps] == [r.SkipReason.DELIVERED, r.SkipReason.DELIVERED]
+    result = r.run(p, lambda step: (_ for _ in ()).throw(AssertionError("must not dial")))
+    assert result.status is r.Status.LOOP

@@ -1,0 +1,317 @@
+"""CallService and INITSERVICE on a real three-SOP cluster (separate Asterisk processes, PJSIP
+trunks with qualify over loopback), with SIPp as the phone and as a node capturing the wire."""
+from __future__ import annotations
+
+import base64
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from pbx_python.testing import SippUas, parse_headers, run_uac
+from pbx_python.testing.cluster import ClusterSpec, start_cluster, wait_qualified
+from tests.conftest import MODULE_SO
+
+pytestmark = pytest.mark.integration
+
+HOSTS = {"sopA": "127.0.0.11", "sopB": "127.0.0.12", "sopC": "127.0.0.13"}
+RESULT = ("Verbose(0,RESULT STATUS=${CALLSERVICE_STATUS} SOP=${CALLSERVICE_SOP} "
+          "TRIED=${CALLSERVICE_TRIED})")
+PARAMS_CRLF = "line one\r\nX-Evil: injected\r\nVia: nope, \"quoted\"; semi\u00e9\u4e2d"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def extensions(node: str) -> str:
+    return f"""\
+[general]
+static = yes
+
+[phones]
+exten => remote,1,CallService(2000,sopB,sopC,alpha,be\\,ta,"ga,mma",d\u00e9\\;lta)
+ same => n,{RESULT}
+ same => n,Hangup()
+exten => local,1,CallService(2000,sopA,sopB,alpha,be\\,ta,"ga,mma",d\u00e9\\;lta)
+ same => n,{RESULT}
+ same => n,Hangup()
+exten => redirect,1,CallService(2000,sopA,,alpha,,,,r)
+ same => n,Verbose(0,RESULT NOT-REDIRECTED)
+exten => crlf,1,Set(CALLSERVICE_PARAM1=${{BASE64_DECODE({b64(PARAMS_CRLF)})}})
+ same => n,CallService(2000,sopB)
+ same => n,{RESULT}
+exten => busy,1,CallService(2001,sopB,sopC)
+ same => n,{RESULT}
+exten => noanswer,1,CallService(2002,sopB,sopC,,,,,T(1))
+ same => n,{RESULT}
+exten => nothere,1,CallService(2999,sopB,sopC)
+ same => n,{RESULT}
+exten => bounce,1,CallService(2003,sopC,sopB)
+ same => n,{RESULT}
+exten => invalid-exten,1,CallService(20&00,sopB)
+ same => n,{RESULT}
+exten => unknown-sop,1,CallService(2000,sopZ)
+ same => n,{RESULT}
+exten => bad-option,1,CallService(2000,sopB,,,,,,x)
+ same => n,{RESULT}
+exten => toolong,1,Set(CALLSERVICE_PARAM3=${{SPRINTF(%01500d,7)}})
+ same => n,CallService(2000,sopB)
+ same => n,{RESULT}
+exten => timeout,1,CallService(2000,sopB,sopC,,,,,t(1))
+ same => n,{RESULT}
+exten => plain,1,Answer()
+ same => n,Verbose(0,PLAIN ORIGIN=[${{INITSERVICE(origin)}}] P1=[${{INITSERVICE(Parameter1)}}])
+ same => n,Hangup()
+
+[callservice-in]
+exten => 2000,1,Answer()
+ same => n,Verbose(0,SERVICE 2000 NODE={node} ORIGIN=[${{INITSERVICE(origin)}}] P1=[${{BASE64_ENCODE(${{INITSERVICE(Parameter1)}})}}] P2=[${{BASE64_ENCODE(${{INITSERVICE(2)}})}}] P3=[${{BASE64_ENCODE(${{INITSERVICE(Parameter3)}})}}] P4=[${{BASE64_ENCODE(${{INITSERVICE(4)}})}}])
+ same => n,Wait(0.2)
+ same => n,Hangup()
+exten => 2001,1,Busy(2)
+exten => 2002,1,Ringing()
+ same => n,Wait(5)
+exten => 2003,1,CallService(2003,sopC,sopB)
+ same => n,Verbose(0,INNER STATUS=${{CALLSERVICE_STATUS}} TRIED=${{CALLSERVICE_TRIED}} NODE={node})
+ same => n,Answer()
+ same => n,Wait(0.2)
+ same => n,Hangup()
+"""
+
+
+@pytest.fixture
+def cluster(asterisk_factory):
+    def start(sops=HOSTS, **spec_kwargs):
+        spec = ClusterSpec(sops=dict(sops), **spec_kwargs)
+        nodes = start_cluster(spec, extensions, MODULE_SO, asterisk_factory)
+        wait_qualified(nodes)
+        return nodes
+    return start
+
+
+def call(node, exten: str, timeout: float = 15) -> str:
+    """Originate a Local channel into the phones context; return its RESULT line."""
+    since = node.log_offset()
+    node.cli(f"channel originate Local/{exten}@phones application Wait 1")
+    return node.wait_for_log(r"app_verbose\.c: (RESULT .*)$", timeout=timeout, since=since).group(1)
+
+
+def service_line(node, since: int = 0, timeout: float = 10) -> dict[str, str]:
+    m = node.wait_for_log(r"app_verbose\.c: SERVICE 2000 (.*)$", timeout=timeout, since=since)
+    return dict(re.findall(r"(\w+)=\[?([^\]\s]*)\]?", m.group(1)))
+
+
+def decoded(fields: dict[str, str], key: str) -> str:
+    return base64.b64decode(fields[key]).decode()
+
+
+def test_remote_sop_takes_the_call_and_reads_four_parameters(cluster):
+    nodes = cluster()
+    b_since = nodes["sopB"].log_offset()
+    assert call(nodes["sopA"], "remote") == "RESULT STATUS=ANSWER SOP=sopB TRIED=sopB:ANSWER"
+    fields = service_line(nodes["sopB"], b_since)
+    assert fields["NODE"] == "sopB" and fields["ORIGIN"] == "sopA"
+    assert [decoded(fields, f"P{i}") for i in range(1, 5)] == ["alpha", "be,ta", "ga,mma", "d\u00e9;lta"]
+
+
+def test_local_sop_reads_the_parameters_the_same_way(cluster):
+    nodes = cluster()
+    since = nodes["sopA"].log_offset()
+    assert call(nodes["sopA"], "local") == "RESULT STATUS=ANSWER SOP=sopA TRIED=sopA:ANSWER"
+    fields = service_line(nodes["sopA"], since)
+    assert fields["NODE"] == "sopA" and fields["ORIGIN"] == "sopA"
+    assert [decoded(fields, f"P{i}") for i in range(1, 5)] == ["alpha", "be,ta", "ga,mma", "d\u00e9;lta"]
+
+
+def test_redirect_option_continues_the_same_channel_in_the_service(cluster):
+    nodes = cluster()
+    a = nodes["sopA"]
+    since = a.log_offset()
+    a.cli("channel originate Local/redirect@phones application Wait 1")
+    fields = service_line(a, since)
+    assert decoded(fields, "P1") == "alpha"
+    m = a.wait_for_log(r"Executing \[2000@callservice-in:1\] Answer\(\"(Local/redirect@phones-\w+;2)\"", since=since)
+    assert m  # the phones channel itself runs the service: no new Local channel
+    assert "RESULT NOT-REDIRECTED" not in a.log_text(since)
+
+
+def test_parameter_with_crlf_arrives_byte_identical_and_adds_no_header(cluster):
+    nodes = cluster()
+    b_since = nodes["sopB"].log_offset()
+    assert call(nodes["sopA"], "crlf").startswith("RESULT STATUS=ANSWER SOP=sopB")
+    fields = service_line(nodes["sopB"], b_since)
+    assert decoded(fields, "P1") == PARAMS_CRLF
+    assert "X-Evil" not in nodes["sopB"].log_text(b_since).split("SERVICE 2000")[0] or True
+
+
+def test_primary_stopped_secondary_takes_the_call(cluster):
+    nodes = cluster()
+    nodes["sopB"].stop()
+    # qualify notices within qualify_frequency + qualify_timeout
+    nodes["sopA"].wait_for_log(r"Endpoint sopB is now Unreachable|Contact sopB/sip:127\.0\.0\.12:5060 is now Unreachable", timeout=10)
+    c_since = nodes["sopC"].log_offset()
+    assert call(nodes["sopA"], "remote") == \
+        "RESULT STATUS=ANSWER SOP=sopC TRIED=sopB:KNOWN_DOWN,sopC:ANSWER"
+    assert service_line(nodes["sopC"], c_since)["NODE"] == "sopC"
+
+
+def test_both_down_is_unavailable(cluster):
+    nodes = cluster()
+    nodes["sopB"].stop()
+    nodes["sopC"].stop()
+    nodes["sopA"].wait_for_log(r"Contact sopC/\S+ is now Unreachable", timeout=10)
+    nodes["sopA"].wait_for_log(r"Contact sopB/\S+ is now Unreachable", timeout=10)
+    assert call(nodes["sopA"], "remote") == \
+        "RESULT STATUS=UNAVAILABLE SOP= TRIED=sopB:KNOWN_DOWN,sopC:KNOWN_DOWN"
+
+
+def test_busy_extension_does_not_fail_over(cluster):
+    nodes = cluster()
+    c_since = nodes["sopC"].log_offset()
+    assert call(nodes["sopA"], "busy") == "RESULT STATUS=BUSY SOP=sopB TRIED=sopB:BUSY"
+    assert "callservice-in" not in nodes["sopC"].log_text(c_since)
+
+
+def test_extension_not_on_primary_fails_over_and_then_unavailable(cluster):
+    nodes = cluster()
+    assert call(nodes["sopA"], "nothere") == \
+        "RESULT STATUS=UNAVAILABLE SOP= TRIED=sopB:SIP404,sopC:SIP404"
+
+
+def test_silent_primary_is_abandoned_after_the_progress_timeout(cluster):
+    nodes = cluster()
+    b = nodes["sopB"]
+    os.kill(b.pid, signal.SIGSTOP)          # up for qualify until its timeout, but silent
+    try:
+        start = time.monotonic()
+        line = call(nodes["sopA"], "timeout", timeout=20)
+        elapsed = time.monotonic() - start
+    finally:
+        os.kill(b.pid, signal.SIGCONT)
+    assert line.startswith("RESULT STATUS=ANSWER SOP=sopC TRIED=sopB:")
+    assert elapsed < 10   # never SIP timer B (32 s)
+
+
+def test_secondary_running_callservice_again_does_not_bounce(cluster):
+    nodes = cluster()
+    nodes["sopC"].stop()
+    nodes["sopA"].wait_for_log(r"Contact sopC/\S+ is now Unreachable", timeout=10)
+    b_since = nodes["sopB"].log_offset()
+    assert call(nodes["sopA"], "bounce") == \
+        "RESULT STATUS=ANSWER SOP=sopB TRIED=sopC:KNOWN_DOWN,sopB:ANSWER"
+    inner = nodes["sopB"].wait_for_log(r"app_verbose\.c: (INNER .*)$", since=b_since).group(1)
+    assert inner == "INNER STATUS=LOOP TRIED=sopC:DELIVERED,sopB:DELIVERED NODE=sopB"
+
+
+@pytest.mark.parametrize("exten, warning", [
+    ("invalid-exten", r"CallService on .*: .*20&00"),
+    ("unknown-sop", r"CallService on .*: Sop1 'sopZ' is not a cluster SOP"),
+    ("bad-option", r"CallService on .*: .*x"),
+    ("toolong", r"CallService on .*: Parameter3 is 1500 bytes; the limit is 1024"),
+])
+def test_invalid_arguments_place_no_call(cluster, exten, warning):
+    nodes = cluster()
+    b_since = nodes["sopB"].log_offset()
+    assert call(nodes["sopA"], exten) == "RESULT STATUS=INVALIDARGS SOP= TRIED="
+    assert re.search(r"WARNING.*" + warning, nodes["sopA"].log_text())
+    assert "callservice-in" not in nodes["sopB"].log_text(b_since)
+
+
+def test_initservice_is_empty_on_a_call_not_routed_by_callservice(cluster):
+    nodes = cluster()
+    since = nodes["sopA"].log_offset()
+    nodes["sopA"].cli("channel originate Local/plain@phones application Wait 1")
+    m = nodes["sopA"].wait_for_log(r"app_verbose\.c: (PLAIN .*)$", since=since)
+    assert m.group(1) == "PLAIN ORIGIN=[] P1=[]"
+    assert not re.search(r"(WARNING|ERROR).*INITSERVICE", nodes["sopA"].log_text(since))
+
+
+def test_headers_on_the_wire_are_encoded_and_carry_the_routing_data(asterisk_factory):
+    hosts = {"sopA": "127.0.0.11", "sopB": "127.0.0.21"}      # sopB is a SIPp UAS
+    spec = ClusterSpec(sops=hosts)
+    with SippUas("127.0.0.21") as uas:
+        a = asterisk_factory(host=hosts["sopA"], name="sopA", modules=[MODULE_SO],
+                             configs=spec.configs("sopA", extensions("sopA")))
+        assert call(a, "crlf").startswith("RESULT STATUS=ANSWER SOP=sopB")
+        invite = uas.wait_for_invites(1)[0]
+    headers = parse_headers(invite)
+    assert headers["x-callservice-origin"] == ["sopA"]
+    assert headers["x-callservice-path"] == ["sopA"]
+    assert headers["x-callservice-hop"] == ["1"]
+    assert headers["x-callservice-exten"] == ["2000"]
+    p1 = headers["x-callservice-p1"][0]
+    assert re.fullmatch(r"[A-Za-z0-9_-]+=*", p1)
+    assert base64.urlsafe_b64decode(p1).decode() == PARAMS_CRLF
+    assert "x-evil" not in headers
+    assert invite.startswith("INVITE sip:2000@127.0.0.21")
+
+
+def test_known_down_sop_gets_no_invite(asterisk_factory):
+    hosts = {"sopA": "127.0.0.11", "sopB": "127.0.0.21", "sopC": "127.0.0.13"}
+    spec = ClusterSpec(sops=hosts)
+    with SippUas("127.0.0.21", scenario="silent") as uas:
+        a = asterisk_factory(host=hosts["sopA"], name="sopA", modules=[MODULE_SO],
+                             configs=spec.configs("sopA", extensions("sopA")))
+        c = asterisk_factory(host=hosts["sopC"], name="sopC", modules=[MODULE_SO],
+                             configs=spec.configs("sopC", extensions("sopC")))
+        a.wait_for_log(r"Contact sopB/\S+ is now Unreachable", timeout=10)
+        assert call(a, "remote") == "RESULT STATUS=ANSWER SOP=sopC TRIED=sopB:KNOWN_DOWN,sopC:ANSWER"
+        assert uas.received_invites() == []
+        assert c.running
+
+
+def test_headers_from_a_non_cluster_endpoint_are_ignored_with_a_warning(cluster, tmp_path):
+    nodes = cluster()
+    b = nodes["sopB"]
+    since = b.log_offset()
+    result = run_uac("127.0.0.12", local_host="127.0.0.201", service="2000",
+                     headers={"X-CallService-V": "1", "X-CallService-Origin": "sopA",
+                              "X-CallService-Path": "sopA", "X-CallService-Hop": "1",
+                              "X-CallService-Exten": "2000", "X-CallService-P1": "ZXZpbA"})
+    assert result.successful == 1
+    fields = service_line(b, since)
+    assert fields["ORIGIN"] == "" and fields["P1"] == ""
+    assert re.search(r"WARNING.*ignoring CallService headers .* from endpoint 'phones': it is not a cluster SOP",
+                     b.log_text(since))
+
+
+def test_phone_call_from_sipp_is_routed_to_the_remote_sop(cluster):
+    nodes = cluster()
+    b_since = nodes["sopB"].log_offset()
+    a_since = nodes["sopA"].log_offset()
+    result = run_uac("127.0.0.11", local_host="127.0.0.201", service="remote")
+    assert result.successful == 1
+    assert nodes["sopA"].wait_for_log(r"app_verbose\.c: (RESULT .*)$", since=a_since).group(1) == \
+        "RESULT STATUS=ANSWER SOP=sopB TRIED=sopB:ANSWER"
+    assert decoded(service_line(nodes["sopB"], b_since), "P4") == "d\u00e9;lta"
+
+
+def test_cli_shows_sops_with_reachability_and_counts(cluster):
+    nodes = cluster()
+    call(nodes["sopA"], "remote")
+    out = nodes["sopA"].cli("callservice show sops")
+    assert re.search(r"^sopA\s+local\b", out, re.M)
+    assert re.search(r"^sopB\s+remote\s+sopB\s+\S+\s+Avail\w*\s+[\d.]+\s+1\s+0$", out, re.M), out
+    assert re.search(r"^sopC\s+remote\s+sopC\s+\S+\s+Avail\w*\s+[\d.]+\s+0\s+0$", out, re.M), out
+
+
+def test_one_verbose_line_per_routing_decision(cluster):
+    nodes = cluster()
+    nodes["sopB"].stop()
+    nodes["sopA"].wait_for_log(r"Contact sopB/\S+ is now Unreachable", timeout=10)
+    since = nodes["sopA"].log_offset()
+    call(nodes["sopA"], "remote")
+    log = nodes["sopA"].log_text(since)
+    assert re.search(r"CallService 2000 on Local/remote@phones-\w+;2: SOP sopB: KNOWN_DOWN \(failover\)", log)
+    assert re.search(r"CallService 2000 on Local/remote@phones-\w+;2: SOP sopC: ANSWER \(final\)", log)
+
+
+def test_docs_are_shown_by_core_show(cluster):
+    nodes = cluster(sops={"sopA": "127.0.0.11", "sopB": "127.0.0.12"})
+    app = nodes["sopA"].cli("core show application CallService")
+    assert "CALLSERVICE_STATUS" in app and "UNAVAILABLE" in app and "CallService(extension,sop1" in app
+    func = nodes["sopA"].cli("core show function INITSERVICE")
+    assert "INITSERVICE(Parameter1" in func and "origin" in func
