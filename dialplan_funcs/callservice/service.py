@@ -294,7 +294,7 @@ def _known_down(chan: px.Channel, request: routing.Request, cluster: routing.Clu
 
 def _local_variables(meta: codec.CallMeta, params: tuple[str, ...]) -> dict[str, str]:
     return {IN_STATE: "local", IN_FROM: "", IN_ORIGIN: meta.origin, IN_PATH: ";".join(meta.path),
-            IN_HOP: str(meta.hop - 1), IN_EXTEN: meta.exten, **dict(zip(IN_PARAMS, params))}
+            IN_HOP: str(meta.hop), IN_EXTEN: meta.exten, **dict(zip(IN_PARAMS, params))}
 
 
 def _redirect(chan: px.Channel, exten: str, s: Settings, meta: codec.CallMeta,

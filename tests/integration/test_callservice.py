@@ -62,6 +62,7 @@ exten => toolong,1,Set(CALLSERVICE_PARAM3=${{SPRINTF(%01500d,7)}})
  same => n,{RESULT}
 exten => timeout,1,CallService(2000,sopB,sopC,,,,,t(1))
  same => n,{RESULT}
+exten => 2000,1,Goto(callservice-in,2000,1)
 exten => plain,1,Answer()
  same => n,Verbose(0,PLAIN ORIGIN=[${{INITSERVICE(origin)}}] P1=[${{INITSERVICE(Parameter1)}}])
  same => n,Hangup()
@@ -97,6 +98,14 @@ def call(node, exten: str, timeout: float = 15) -> str:
     since = node.log_offset()
     node.cli(f"channel originate Local/{exten}@phones application Wait 1")
     return node.wait_for_log(r"app_verbose\.c: (RESULT .*)$", timeout=timeout, since=since).group(1)
+
+
+def wait_known_down(node, sop: str, timeout: float = 10) -> None:
+    """Wait until Asterisk's device state for the SOP's trunk says UNAVAILABLE (qualify)."""
+    deadline = time.monotonic() + timeout
+    while node.eval_function(f"DEVICE_STATE(PJSIP/{sop})") != "UNAVAILABLE":
+        assert time.monotonic() < deadline, f"{sop} not known down on {node.name}"
+        time.sleep(0.1)
 
 
 def service_line(node, since: int = 0, timeout: float = 10) -> dict[str, str]:
@@ -151,7 +160,7 @@ def test_primary_stopped_secondary_takes_the_call(cluster):
     nodes = cluster()
     nodes["sopB"].stop()
     # qualify notices within qualify_frequency + qualify_timeout
-    nodes["sopA"].wait_for_log(r"Endpoint sopB is now Unreachable|Contact sopB/sip:127\.0\.0\.12:5060 is now Unreachable", timeout=10)
+    wait_known_down(nodes["sopA"], "sopB")
     c_since = nodes["sopC"].log_offset()
     assert call(nodes["sopA"], "remote") == \
         "RESULT STATUS=ANSWER SOP=sopC TRIED=sopB:KNOWN_DOWN,sopC:ANSWER"
@@ -162,8 +171,8 @@ def test_both_down_is_unavailable(cluster):
     nodes = cluster()
     nodes["sopB"].stop()
     nodes["sopC"].stop()
-    nodes["sopA"].wait_for_log(r"Contact sopC/\S+ is now Unreachable", timeout=10)
-    nodes["sopA"].wait_for_log(r"Contact sopB/\S+ is now Unreachable", timeout=10)
+    wait_known_down(nodes["sopA"], "sopC")
+    wait_known_down(nodes["sopA"], "sopB")
     assert call(nodes["sopA"], "remote") == \
         "RESULT STATUS=UNAVAILABLE SOP= TRIED=sopB:KNOWN_DOWN,sopC:KNOWN_DOWN"
 
@@ -198,7 +207,7 @@ def test_silent_primary_is_abandoned_after_the_progress_timeout(cluster):
 def test_secondary_running_callservice_again_does_not_bounce(cluster):
     nodes = cluster()
     nodes["sopC"].stop()
-    nodes["sopA"].wait_for_log(r"Contact sopC/\S+ is now Unreachable", timeout=10)
+    wait_known_down(nodes["sopA"], "sopC")
     b_since = nodes["sopB"].log_offset()
     assert call(nodes["sopA"], "bounce") == \
         "RESULT STATUS=ANSWER SOP=sopB TRIED=sopC:KNOWN_DOWN,sopB:ANSWER"
@@ -234,7 +243,7 @@ def test_headers_on_the_wire_are_encoded_and_carry_the_routing_data(asterisk_fac
     spec = ClusterSpec(sops=hosts)
     with SippUas("127.0.0.21") as uas:
         a = asterisk_factory(host=hosts["sopA"], name="sopA", modules=[MODULE_SO],
-                             configs=spec.configs("sopA", extensions("sopA")))
+                             configs=spec.configs("sopA", extensions("sopA")), start=True)
         assert call(a, "crlf").startswith("RESULT STATUS=ANSWER SOP=sopB")
         invite = uas.wait_for_invites(1)[0]
     headers = parse_headers(invite)
@@ -254,10 +263,10 @@ def test_known_down_sop_gets_no_invite(asterisk_factory):
     spec = ClusterSpec(sops=hosts)
     with SippUas("127.0.0.21", scenario="silent") as uas:
         a = asterisk_factory(host=hosts["sopA"], name="sopA", modules=[MODULE_SO],
-                             configs=spec.configs("sopA", extensions("sopA")))
+                             configs=spec.configs("sopA", extensions("sopA")), start=True)
         c = asterisk_factory(host=hosts["sopC"], name="sopC", modules=[MODULE_SO],
-                             configs=spec.configs("sopC", extensions("sopC")))
-        a.wait_for_log(r"Contact sopB/\S+ is now Unreachable", timeout=10)
+                             configs=spec.configs("sopC", extensions("sopC")), start=True)
+        wait_known_down(a, "sopB")
         assert call(a, "remote") == "RESULT STATUS=ANSWER SOP=sopC TRIED=sopB:KNOWN_DOWN,sopC:ANSWER"
         assert uas.received_invites() == []
         assert c.running
@@ -282,7 +291,7 @@ def test_phone_call_from_sipp_is_routed_to_the_remote_sop(cluster):
     nodes = cluster()
     b_since = nodes["sopB"].log_offset()
     a_since = nodes["sopA"].log_offset()
-    result = run_uac("127.0.0.11", local_host="127.0.0.201", service="remote")
+    result = run_uac("127.0.0.11", local_host="127.0.0.201", service="remote", duration_ms=5000)
     assert result.successful == 1
     assert nodes["sopA"].wait_for_log(r"app_verbose\.c: (RESULT .*)$", since=a_since).group(1) == \
         "RESULT STATUS=ANSWER SOP=sopB TRIED=sopB:ANSWER"
@@ -294,14 +303,14 @@ def test_cli_shows_sops_with_reachability_and_counts(cluster):
     call(nodes["sopA"], "remote")
     out = nodes["sopA"].cli("callservice show sops")
     assert re.search(r"^sopA\s+local\b", out, re.M)
-    assert re.search(r"^sopB\s+remote\s+sopB\s+\S+\s+Avail\w*\s+[\d.]+\s+1\s+0$", out, re.M), out
-    assert re.search(r"^sopC\s+remote\s+sopC\s+\S+\s+Avail\w*\s+[\d.]+\s+0\s+0$", out, re.M), out
+    assert re.search(r"^sopB\s+remote\s+sopB\s+\S+\s+Reachable\s+[\d.]+\s+1\s+0$", out, re.M), out
+    assert re.search(r"^sopC\s+remote\s+sopC\s+\S+\s+Reachable\s+[\d.]+\s+0\s+0$", out, re.M), out
 
 
 def test_one_verbose_line_per_routing_decision(cluster):
     nodes = cluster()
     nodes["sopB"].stop()
-    nodes["sopA"].wait_for_log(r"Contact sopB/\S+ is now Unreachable", timeout=10)
+    wait_known_down(nodes["sopA"], "sopB")
     since = nodes["sopA"].log_offset()
     call(nodes["sopA"], "remote")
     log = nodes["sopA"].log_text(since)
