@@ -34,6 +34,7 @@ class ClusterSpec:
     python: str = sys.executable
     extra_callservice: str = ""
     trunk_hosts: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> {sop: host}
+    unqualified: frozenset[str] = frozenset()   # SOPs whose trunks are not qualified (e.g. SIPp)
 
     def __post_init__(self) -> None:
         for host in self.sops.values():
@@ -71,9 +72,10 @@ class ClusterSpec:
                 continue
             text = pjsip_endpoint(sop, overrides.get(sop, peer), context=SERVICE_CONTEXT,
                                   codecs="ulaw")
-            text = text.replace("type = aor\n", "type = aor\n"
-                                f"qualify_frequency = {self.qualify_frequency:g}\n"
-                                f"qualify_timeout = {self.qualify_timeout:g}\n")
+            if sop not in self.unqualified:
+                text = text.replace("type = aor\n", "type = aor\n"
+                                    f"qualify_frequency = {self.qualify_frequency:g}\n"
+                                    f"qualify_timeout = {self.qualify_timeout:g}\n")
             parts.append(text)
         return "\n".join(parts)
 
