@@ -112,7 +112,7 @@ class AsteriskInstance:
             "astmoddir": self.moddir,
             "astvarlibdir": self.base / "lib",
             "astdbdir": self.base / "db",
-            "astkeydir": self.base / "keys",
+            "astkeydir": self.base,  # res_crypto appends "/keys"
             "astdatadir": self.datadir,
             "astagidir": self.datadir / "agi-bin",
             "astspooldir": self.base / "spool",

@@ -10,13 +10,22 @@ import time
 
 import pytest
 
-from pbx_python.testing import SippUas, parse_headers, run_uac
+from pbx_python.testing import SippUas, free_loopback_host, parse_headers, run_uac
 from pbx_python.testing.cluster import ClusterSpec, start_cluster, wait_qualified
 from tests.conftest import MODULE_SO
 
 pytestmark = pytest.mark.integration
 
-HOSTS = {"sopA": "127.0.0.11", "sopB": "127.0.0.12", "sopC": "127.0.0.13"}
+SOPS = ("sopA", "sopB", "sopC")
+
+
+def pick_hosts(names=SOPS) -> dict[str, str]:
+    """Free 127.0.0.N addresses (SIP 5060 and AMI 5038 unused), outside the phones range."""
+    hosts: dict[str, str] = {}
+    for name in names:
+        hosts[name] = free_loopback_host(udp_ports=(5060,), tcp_ports=(5038,),
+                                         candidates=range(11, 190), exclude=hosts.values())
+    return hosts
 RESULT = ("Verbose(0,RESULT STATUS=${CALLSERVICE_STATUS} SOP=${CALLSERVICE_SOP} "
           "TRIED=${CALLSERVICE_TRIED})")
 PARAMS_CRLF = "line one\r\nX-Evil: injected\r\nVia: nope, \"quoted\"; semi\u00e9\u4e2d"
@@ -62,6 +71,10 @@ exten => toolong,1,Set(CALLSERVICE_PARAM3=${{SPRINTF(%01500d,7)}})
  same => n,{RESULT}
 exten => timeout,1,CallService(2000,sopB,sopC,,,,,t(1))
  same => n,{RESULT}
+exten => loopback,1,CallService(2004,sopB)
+ same => n,{RESULT}
+exten => hops,1,CallService(2005,sopB)
+ same => n,{RESULT}
 exten => 2000,1,Goto(callservice-in,2000,1)
 exten => plain,1,Answer()
  same => n,Verbose(0,PLAIN ORIGIN=[${{INITSERVICE(origin)}}] P1=[${{INITSERVICE(Parameter1)}}])
@@ -76,17 +89,21 @@ exten => 2001,1,Busy(2)
 exten => 2002,1,Ringing()
  same => n,Wait(5)
 exten => 2003,1,CallService(2003,sopC,sopB)
- same => n,Verbose(0,INNER STATUS=${{CALLSERVICE_STATUS}} TRIED=${{CALLSERVICE_TRIED}} NODE={node})
+ same => n(inner),Verbose(0,INNER STATUS=${{CALLSERVICE_STATUS}} TRIED=${{CALLSERVICE_TRIED}} NODE={node})
  same => n,Answer()
  same => n,Wait(0.2)
  same => n,Hangup()
+exten => 2004,1,CallService(2000,sopA)
+ same => n,Goto(2003,inner)
+exten => 2005,1,CallService(2000,sopC)
+ same => n,Goto(2003,inner)
 """
 
 
 @pytest.fixture
 def cluster(asterisk_factory):
-    def start(sops=HOSTS, **spec_kwargs):
-        spec = ClusterSpec(sops=dict(sops), **spec_kwargs)
+    def start(sops=SOPS, **spec_kwargs):
+        spec = ClusterSpec(sops=pick_hosts(sops), **spec_kwargs)
         nodes = start_cluster(spec, extensions, MODULE_SO, asterisk_factory)
         wait_qualified(nodes)
         return nodes
@@ -246,9 +263,9 @@ def test_initservice_is_empty_on_a_call_not_routed_by_callservice(cluster):
 
 
 def test_headers_on_the_wire_are_encoded_and_carry_the_routing_data(asterisk_factory):
-    hosts = {"sopA": "127.0.0.11", "sopB": "127.0.0.21"}      # sopB is a SIPp UAS
+    hosts = pick_hosts(("sopA", "sopB"))                      # sopB is a SIPp UAS
     spec = ClusterSpec(sops=hosts, unqualified=frozenset({"sopB"}))  # SIPp answers no OPTIONS
-    with SippUas("127.0.0.21") as uas:
+    with SippUas(hosts["sopB"]) as uas:
         a = asterisk_factory(host=hosts["sopA"], name="sopA", modules=[MODULE_SO],
                              configs=spec.configs("sopA", extensions("sopA")), start=True)
         a.cli("channel originate Local/crlf@phones application Wait 1")
@@ -262,13 +279,13 @@ def test_headers_on_the_wire_are_encoded_and_carry_the_routing_data(asterisk_fac
     assert re.fullmatch(r"[A-Za-z0-9_-]+=*", p1)
     assert base64.urlsafe_b64decode(p1 + "=" * (-len(p1) % 4)).decode() == PARAMS_CRLF
     assert "x-evil" not in headers
-    assert invite.startswith("INVITE sip:2000@127.0.0.21")
+    assert invite.startswith(f"INVITE sip:2000@{hosts['sopB']}")
 
 
 def test_known_down_sop_gets_no_invite(asterisk_factory):
-    hosts = {"sopA": "127.0.0.11", "sopB": "127.0.0.21", "sopC": "127.0.0.13"}
+    hosts = pick_hosts()                                      # sopB is a silent SIPp UAS
     spec = ClusterSpec(sops=hosts)
-    with SippUas("127.0.0.21", scenario="silent") as uas:
+    with SippUas(hosts["sopB"], scenario="silent") as uas:
         a = asterisk_factory(host=hosts["sopA"], name="sopA", modules=[MODULE_SO],
                              configs=spec.configs("sopA", extensions("sopA")), start=True)
         c = asterisk_factory(host=hosts["sopC"], name="sopC", modules=[MODULE_SO],
@@ -284,7 +301,7 @@ def test_headers_from_a_non_cluster_endpoint_are_ignored_with_a_warning(cluster,
     nodes = cluster()
     b = nodes["sopB"]
     since = b.log_offset()
-    result = run_uac("127.0.0.12", local_host="127.0.0.201", service="2000",
+    result = run_uac(b.host, local_host="127.0.0.201", service="2000",
                      headers={"X-CallService-V": "1", "X-CallService-Origin": "sopA",
                               "X-CallService-Path": "sopA", "X-CallService-Hop": "1",
                               "X-CallService-Exten": "2000", "X-CallService-P1": "ZXZpbA"})
@@ -299,7 +316,8 @@ def test_phone_call_from_sipp_is_routed_to_the_remote_sop(cluster):
     nodes = cluster()
     b_since = nodes["sopB"].log_offset()
     a_since = nodes["sopA"].log_offset()
-    result = run_uac("127.0.0.11", local_host="127.0.0.201", service="remote", duration_ms=5000)
+    result = run_uac(nodes["sopA"].host, local_host="127.0.0.201", service="remote",
+                     duration_ms=5000)
     assert result.successful == 1
     assert nodes["sopA"].wait_for_log(r"app_verbose\.c: (RESULT .*)$", since=a_since).group(1) == \
         "RESULT STATUS=ANSWER SOP=sopB TRIED=sopB:ANSWER"
@@ -327,8 +345,51 @@ def test_one_verbose_line_per_routing_decision(cluster):
 
 
 def test_docs_are_shown_by_core_show(cluster):
-    nodes = cluster(sops={"sopA": "127.0.0.11", "sopB": "127.0.0.12"})
+    nodes = cluster(sops=("sopA", "sopB"))
     app = nodes["sopA"].cli("core show application CallService")
     assert "CALLSERVICE_STATUS" in app and "UNAVAILABLE" in app and "CallService(extension,sop1" in app
     func = nodes["sopA"].cli("core show function INITSERVICE")
     assert "INITSERVICE(Parameter1" in func and "origin" in func
+
+
+def test_routing_back_to_the_sending_sop_is_refused_as_loop(cluster):
+    nodes = cluster()
+    b_since = nodes["sopB"].log_offset()
+    assert call(nodes["sopA"], "loopback") == "RESULT STATUS=ANSWER SOP=sopB TRIED=sopB:ANSWER"
+    inner = nodes["sopB"].wait_for_log(r"app_verbose\.c: (INNER .*)$", since=b_since).group(1)
+    assert inner == "INNER STATUS=LOOP TRIED=sopA:CAME_FROM NODE=sopB"
+
+
+def test_hop_limit_bounds_re_routing(cluster):
+    nodes = cluster(max_hops=1)
+    b_since = nodes["sopB"].log_offset()
+    c_since = nodes["sopC"].log_offset()
+    assert call(nodes["sopA"], "hops") == "RESULT STATUS=ANSWER SOP=sopB TRIED=sopB:ANSWER"
+    inner = nodes["sopB"].wait_for_log(r"app_verbose\.c: (INNER .*)$", since=b_since).group(1)
+    assert inner == "INNER STATUS=LOOP TRIED=sopC:HOP_LIMIT NODE=sopB"
+    assert "callservice-in" not in nodes["sopC"].log_text(c_since)
+
+
+SECRET = "a-shared-secret-of-the-cluster"
+
+
+def test_signed_parameters_are_believed_with_the_shared_secret(cluster):
+    nodes = cluster(secret=SECRET)
+    b_since = nodes["sopB"].log_offset()
+    assert call(nodes["sopA"], "remote") == "RESULT STATUS=ANSWER SOP=sopB TRIED=sopB:ANSWER"
+    fields = service_line(nodes["sopB"], b_since)
+    assert fields["ORIGIN"] == "sopA" and decoded(fields, "P1") == "alpha"
+
+
+def test_parameters_failing_verification_are_ignored_with_a_warning(cluster):
+    nodes = cluster(secret=SECRET)
+    b = nodes["sopB"]
+    conf = (b.base / "etc" / "pbx_python.conf").read_text()
+    b.write_config("pbx_python.conf", conf.replace(SECRET, "another-secret-not-shared"))
+    assert "reloaded successfully" in b.cli("module reload pbx_python.so")
+    b_since = b.log_offset()
+    assert call(nodes["sopA"], "remote") == "RESULT STATUS=ANSWER SOP=sopB TRIED=sopB:ANSWER"
+    fields = service_line(b, b_since)
+    assert fields["ORIGIN"] == "" and fields["P1"] == ""
+    assert re.search(r"WARNING.*ignoring CallService headers on PJSIP/sopA-\w+ from SOP sopA: .*signature",
+                     b.log_text(b_since), re.I)

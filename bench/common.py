@@ -1,0 +1,300 @@
+"""Shared helpers for the benchmarks: Asterisk instances, loopback hosts, timing loops, statistics.
+
+Every benchmark module exposes ``run(mode) -> dict`` (JSON-serialisable); bench/run.py calls
+them in order and bench/report.py turns the results into docs/BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = ROOT / "bench"
+MODULE_SO = ROOT / "build" / "pbx_python.so"
+RESULTS_DIR = BENCH_DIR / "results"
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from pbx_python.testing import AsteriskInstance, port_is_free  # noqa: E402
+from pbx_python.testing.net import require_loopback  # noqa: E402
+
+#: Loopback addresses the benchmarks use (the integration tests use 127.0.0.2-.60 and .200-.207).
+HOST_RANGE = range(150, 199)
+_used_hosts: set[str] = set()
+
+#: Timestamp with microseconds, evaluated by the dialplan itself.
+NOW = "${STRFTIME(,,%s.%6q)}"
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str            # "quick" | "full"
+    reps: int            # repetitions per measurement (>= 5)
+
+    @property
+    def quick(self) -> bool:
+        return self.name == "quick"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def asterisk_prefix() -> Path:
+    env = os.environ.get("ASTERISK_PREFIX")
+    if env:
+        return Path(env)
+    out = subprocess.run(["bash", str(ROOT / "contrib" / "build-asterisk.sh"), "--print"],
+                         capture_output=True, text=True, cwd=ROOT, check=True, timeout=120)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def pick_host(udp_ports: Sequence[int] = (5060,), tcp_ports: Sequence[int] = (5038,)) -> str:
+    """A 127.0.0.N from HOST_RANGE not used by this run and whose ports are free now."""
+    import socket
+    for n in HOST_RANGE:
+        host = f"127.0.0.{n}"
+        if host in _used_hosts:
+            continue
+        if all(port_is_free(host, p, socket.SOCK_DGRAM) for p in udp_ports) and all(
+                port_is_free(host, p, socket.SOCK_STREAM) for p in tcp_ports):
+            _used_hosts.add(host)
+            return host
+    raise RuntimeError("no free loopback host in 127.0.0.150-198")
+
+
+def release_host(host: str) -> None:
+    _used_hosts.discard(host)
+
+
+def pbx_python_conf(modules: Iterable[str] = ("px_bench",), paths: Iterable[str] = (str(BENCH_DIR),),
+                    extra: str = "") -> str:
+    return textwrap.dedent(f"""\
+        [general]
+        python = {sys.executable}
+        path = {", ".join(paths)}
+        modules = {", ".join(modules)}
+        """) + extra
+
+
+def modules_conf(noload: Iterable[str] = ()) -> str:
+    from pbx_python.testing import configs as cfg
+    text = cfg.modules_conf()
+    return text + "".join(f"noload => {m}\n" for m in noload)
+
+
+class Instance:
+    """An AsteriskInstance started for a benchmark; always stopped and removed by close()."""
+
+    def __init__(self, name: str, extensions: str, *, python: bool = True, host: Optional[str] = None,
+                 configs: Optional[Mapping[str, str]] = None, verbose: int = 0,
+                 pymodules: Iterable[str] = ("px_bench",), noload: Iterable[str] = ("pbx_lua.so",),
+                 pyextra: str = "", start: bool = True) -> None:
+        self.host = host or pick_host()
+        files = {"extensions.conf": extensions, "modules.conf": modules_conf(noload)}
+        if python:
+            files["pbx_python.conf"] = pbx_python_conf(pymodules, extra=pyextra)
+        files.update(configs or {})
+        self.ast = AsteriskInstance(asterisk_prefix(), self.host, name=name,
+                                    modules=[MODULE_SO] if python else [], configs=files,
+                                    verbose=verbose)
+        if start:
+            try:
+                self.ast.start(timeout=90)
+            except BaseException:
+                self.close()
+                raise
+
+    def close(self) -> None:
+        try:
+            self.ast.stop(timeout=15)
+        finally:
+            shutil.rmtree(self.ast.base, ignore_errors=True)
+            release_host(self.host)
+
+    def __enter__(self) -> AsteriskInstance:
+        return self.ast
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def stats(values: Sequence[float]) -> dict[str, Any]:
+    vals = [float(v) for v in values]
+    if not vals:
+        return {"n": 0, "min": None, "median": None, "max": None, "values": []}
+    return {"n": len(vals), "min": min(vals), "median": statistics.median(vals), "max": max(vals),
+            "values": vals}
+
+
+def percentile(values: Sequence[float], p: float) -> Optional[float]:
+    """Nearest-rank percentile (p in 0..100)."""
+    vals = sorted(values)
+    if not vals:
+        return None
+    k = max(0, min(len(vals) - 1, int(-(-p * len(vals) // 100)) - 1))
+    return vals[k]
+
+
+BENCH_RE = r"app_verbose\.c: BENCH (\S+) (.*)$"
+
+
+def wait_bench_lines(ast: AsteriskInstance, tag: str, count: int, since: int,
+                     timeout: float) -> list[str]:
+    """Wait for ``count`` 'BENCH <tag> ...' lines after ``since``; return their rest."""
+    rx = re.compile(rf"app_verbose\.c: BENCH {re.escape(tag)} (.*)$", re.MULTILINE)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = rx.findall(ast.log_text(since))
+        if len(found) >= count:
+            return found
+        if not ast.running:
+            raise RuntimeError(f"{ast.name} exited while waiting for BENCH {tag}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{ast.name}: {len(found)}/{count} 'BENCH {tag}' lines after {timeout}s; "
+                               f"log tail:\n{ast.log_text(since)[-2000:]}")
+        time.sleep(0.02)
+
+
+def loop_extension(name: str, iterations: int, body: Sequence[str], *, barrier: bool = False,
+                   pre: Sequence[str] = ()) -> str:
+    """An extension that runs ``body`` ``iterations`` times in a While loop and logs
+    'BENCH <name> <t0> <t1>' with dialplan-side timestamps (microseconds)."""
+    lines = [f"exten => {name},1,Answer()"]
+    lines += [f" same => n,{p}" for p in pre]
+    if barrier:   # wait for the global GO=1 (all channels of a concurrency step start together)
+        lines += [" same => n,While($[\"${GLOBAL(GO)}\" != \"1\"])",
+                  " same => n,Wait(0.005)",
+                  " same => n,EndWhile()"]
+    lines += [" same => n,Set(I=0)",
+              f" same => n,Set(T0={NOW})",
+              f" same => n,While($[${{I}} < {iterations}])"]
+    lines += [f" same => n,{b}" for b in body]
+    lines += [" same => n,Set(I=$[${I} + 1])",
+              " same => n,EndWhile()",
+              f" same => n,Set(T1={NOW})",
+              f" same => n,Verbose(0,BENCH {name} ${{T0}} ${{T1}})",
+              " same => n,Hangup()"]
+    return "\n".join(lines) + "\n"
+
+
+def originate_local(ast: AsteriskInstance, exten: str, context: str = "bench") -> None:
+    ast.cli(f"channel originate Local/{exten}@{context} application Wait 3600")
+
+
+def run_loop(ast: AsteriskInstance, name: str, timeout: float = 300, context: str = "bench") -> float:
+    """Run one loop extension on one Local channel; returns the elapsed seconds it measured."""
+    since = ast.log_offset()
+    originate_local(ast, name, context)
+    rest = wait_bench_lines(ast, name, 1, since, timeout)[0]
+    t0, t1 = (float(x) for x in rest.split()[:2])
+    wait_no_channels(ast)
+    return t1 - t0
+
+
+def wait_no_channels(ast: AsteriskInstance, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = ast.cli("core show channels count")
+        m = re.search(r"(\d+) active channels?", out)
+        if m and int(m.group(1)) == 0:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{ast.name}: channels still up after {timeout}s")
+
+
+def machine_info() -> dict[str, Any]:
+    import platform
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) // 1024} MB"
+    except OSError:
+        pass
+    ast_version = ""
+    try:
+        out = subprocess.run([str(asterisk_prefix() / "sbin" / "asterisk"), "-V"], capture_output=True,
+                             text=True, timeout=10, check=False)
+        ast_version = out.stdout.strip()
+    except Exception:  # noqa: BLE001
+        pass
+    sipp = ""
+    try:
+        out = subprocess.run(["sipp", "-v"], capture_output=True, text=True, timeout=10, check=False)
+        m = re.search(r"SIPp v?(\S+)", out.stdout + out.stderr)
+        sipp = m.group(1).rstrip(",") if m else ""
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        import panoramisk
+        pano = getattr(panoramisk, "__version__", "") or _dist_version("panoramisk")
+    except Exception:  # noqa: BLE001
+        pano = ""
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (0.0, 0.0, 0.0)
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "memory": mem, "kernel": platform.release(),
+        "os": _os_release(), "asterisk": ast_version, "python": platform.python_version(),
+        "cffi": _dist_version("cffi"), "panoramisk": pano, "sipp": sipp,
+        "module": str(MODULE_SO), "module_mtime": time.strftime(
+            "%Y-%m-%d %H:%M:%S", time.localtime(MODULE_SO.stat().st_mtime)) if MODULE_SO.exists() else "",
+        "git_head": _git_head(), "loadavg_start": list(load),
+    }
+
+
+def _dist_version(name: str) -> str:
+    try:
+        from importlib.metadata import version
+        return version(name)
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def _os_release() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return ""
+
+
+def _git_head() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10, check=False)
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=False)
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def loadavg() -> list[float]:
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return []

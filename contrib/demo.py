@@ -1,0 +1,708 @@
+#!/usr/bin/env python3
+"""CallService demo: a three-SOP cluster on loopback, with SIPp playing the phones.
+
+    make demo                       # builds what is missing, then runs this script
+    ASTERISK_PREFIX=/path/to/asterisk .venv/bin/python contrib/demo.py [--keep] [--verbose]
+
+Three Asterisk processes (sopA, sopB and sopC on 127.0.0.31-33) load build/pbx_python.so with
+dialplan_funcs.callservice. Each one has a PJSIP trunk to the other two, qualified every second.
+A SIPp phone on 127.0.0.202 (inside the `phones` endpoint's 127.0.0.200/29) calls sopA, and
+sopA's dialplan runs CallService. The script prints what each node decided (CALLSERVICE_STATUS,
+CALLSERVICE_SOP and CALLSERVICE_TRIED), what the service read with INITSERVICE on the node
+that took the call, and how long it took. It ends with a summary table, and exits 1 if any
+scenario did not behave as expected.
+
+Observation: the dialplan writes `DEMO ...` lines with Verbose(0,...), and the script reads them
+from each node's log. The service prints its parameters with BASE64_ENCODE, so a value with CR/LF
+stays on one log line, and the script decodes them.
+
+Everything the script starts is stopped on exit, including on failure, Ctrl-C and SIGTERM.
+Asterisk is stopped through its own PID, SIPp through the PIDs of the script's own children.
+The instances' temp dirs are removed unless you pass --keep.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from pbx_python.testing import AsteriskInstance, Sipp, SippResult, port_is_free  # noqa: E402
+from pbx_python.testing.cluster import ClusterSpec, wait_qualified  # noqa: E402
+from pbx_python.testing.sipp import sipp_binary  # noqa: E402
+
+MODULE_SO = ROOT / "build" / "pbx_python.so"
+HOSTS = {"sopA": "127.0.0.31", "sopB": "127.0.0.32", "sopC": "127.0.0.33"}
+CALLER_NODE = "sopA"          # the phone calls this node
+PHONE_HOST = "127.0.0.202"    # inside the phones endpoint's identify range 127.0.0.200/29
+
+# Scenario 1's four parameters: what the service must read, and how extensions.conf spells them
+# (a comma as \, and a semicolon as \; because ';' starts a comment in extensions.conf).
+PARAMS = ("4711", "fr_FR", "Dupont, Marie", "café ;-)")
+PARAMS_CONF = ("4711", "fr_FR", r"Dupont\, Marie", r"café \;-)")
+# A parameter that dialplan arguments cannot carry: it goes through CALLSERVICE_PARAM1.
+CRLF_PARAM = 'line one\r\nX-Injected: evil\r\n"quoted", semi;colon\ttab, é 中'
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def unb64(text: str) -> str:
+    return base64.b64decode(text).decode("utf-8", "replace")
+
+
+# ============================================================================ the dialplan
+
+def phone_exten(exten: str, *steps: str) -> str:
+    """A caller-side extension: a start marker, the steps, then the common outcome branch."""
+    lines = [f"exten => {exten},1,Verbose(0,DEMO CALL {exten})"]
+    lines += [f" same => n,{step}" for step in steps]
+    lines.append(" same => n,Goto(outcome,s,1)")
+    return "\n".join(lines)
+
+
+def inner_service(node: str, exten: str, call: str, answer_if_loop: bool = True) -> str:
+    """A service that itself runs CallService again, and logs its own decision."""
+    lines = [f"exten => {exten},1,Ringing()",
+             f" same => n,{call}",
+             f" same => n,Verbose(0,DEMO INNER {exten} NODE={node} "
+             "STATUS=${CALLSERVICE_STATUS} SOP=${CALLSERVICE_SOP} TRIED=${CALLSERVICE_TRIED})"]
+    if answer_if_loop:   # the callflow goes on locally when its own CallService was refused
+        lines += [' same => n,GotoIf($["${CALLSERVICE_STATUS}" != "LOOP"]?done)',
+                  " same => n,Answer()",
+                  " same => n,Wait(0.3)"]
+    lines.append(" same => n(done),Hangup()")
+    return "\n".join(lines)
+
+
+def reading_service(node: str, exten: str) -> str:
+    """A service that logs what INITSERVICE gives (base64: CR/LF stays on one line), answers."""
+    read = " ".join(f"P{i}=[${{BASE64_ENCODE(${{INITSERVICE(Parameter{i})}})}}]" for i in range(1, 5))
+    return "\n".join([
+        f"exten => {exten},1,Verbose(0,DEMO SERVICE {exten} NODE={node} "
+        f"ORIGIN=[${{INITSERVICE(origin)}}] {read})",
+        " same => n,Answer()",
+        " same => n,Wait(0.3)",
+        " same => n,Hangup()"])
+
+
+def extensions(node: str) -> str:
+    """extensions.conf of one node (all three get the same callflows)."""
+    params = ",".join(PARAMS_CONF)
+    phones = "\n".join([
+        phone_exten("remote", f"CallService(2000,sopB,sopC,{params})"),
+        phone_exten("local", f"CallService(2000,sopA,sopB,{params})"),
+        phone_exten("crlf", f"Set(CALLSERVICE_PARAM1=${{BASE64_DECODE({b64(CRLF_PARAM)})}})",
+                    "CallService(2000,sopB)"),
+        phone_exten("pingpong", "CallService(2100,sopB)"),
+        phone_exten("triangle", "CallService(2110,sopB)"),
+        phone_exten("voicemail", "CallService(2003,sopB,sopC,4711,fr_FR)"),
+    ])
+    services = "\n".join([
+        *(reading_service(node, exten) for exten in ("2000", "2200", "2310")),
+        inner_service(node, "2100", "CallService(2200,sopA)"),
+        inner_service(node, "2110", "CallService(2210,sopC)", answer_if_loop=False),
+        inner_service(node, "2210", "CallService(2310,sopA,sopB)"),
+        inner_service(node, "2003", "CallService(2003,sopB,sopC,4711,fr_FR)"),
+    ])
+    return f"""\
+[general]
+static = yes
+writeprotect = yes
+
+; What the phones dial (the demo's phone calls {CALLER_NODE}).
+[phones]
+{phones}
+
+; The caller's callflow branches on the outcome, as a real one would.
+[outcome]
+exten => s,1,Verbose(0,DEMO RESULT STATUS=${{CALLSERVICE_STATUS}} SOP=${{CALLSERVICE_SOP}} TRIED=${{CALLSERVICE_TRIED}})
+ same => n,GotoIf($["${{CALLSERVICE_STATUS}}" = "ANSWER"]?answered)
+ same => n,GotoIf($["${{CALLSERVICE_STATUS}}" = "BUSY"]?busy)
+ same => n,Hangup(34)
+ same => n(busy),Hangup(17)
+ same => n(answered),Hangup()
+
+; The services CallService reaches, on this SOP.
+[callservice-in]
+{services}
+"""
+
+
+def node_configs(spec: ClusterSpec, node: str) -> dict[str, str]:
+    files = spec.configs(node, extensions(node))
+    # Put the checkout on sys.path too, so the embedded Python finds dialplan_funcs even when
+    # this project is not installed into the interpreter it embeds.
+    files["pbx_python.conf"] = files["pbx_python.conf"].replace(
+        "[general]\n", f"[general]\npath = {ROOT}\n", 1)
+    return files
+
+
+# ============================================================================ output
+
+def say(text: str = "", indent: int = 2) -> None:
+    print(" " * indent + text if text else "", flush=True)
+
+
+def title(number: int, text: str) -> None:
+    print(f"\n── {number}. {text} " + "─" * max(3, 74 - len(text)), flush=True)
+
+
+# ============================================================================ the cluster
+
+LOG_TS = r"^\[(?P<ts>[^\]]+)\][^\n]*app_verbose\.c: "
+RESULT_RE = LOG_TS + r"DEMO RESULT STATUS=(?P<status>\S*) SOP=(?P<sop>\S*) TRIED=(?P<tried>\S*)$"
+CALL_RE = LOG_TS + r"DEMO CALL (?P<exten>\S+)$"
+SERVICE_RE = (LOG_TS + r"DEMO SERVICE (?P<exten>\S+) NODE=(?P<node>\S+) ORIGIN=\[(?P<origin>[^\]]*)\] "
+              r"P1=\[(?P<p1>[^\]]*)\] P2=\[(?P<p2>[^\]]*)\] P3=\[(?P<p3>[^\]]*)\] P4=\[(?P<p4>[^\]]*)\]$")
+INNER_RE = (LOG_TS + r"DEMO INNER (?P<exten>\S+) NODE=(?P<node>\S+) STATUS=(?P<status>\S*) "
+            r"SOP=(?P<sop>\S*) TRIED=(?P<tried>\S*)$")
+RELEVANT = re.compile(r"app_verbose|CallService|WARNING|ERROR|Executing \[[^\]]*@callservice-in:1\]"
+                      r"| is ringing| answered |Everyone is busy|Nobody picked up")
+
+
+def log_time(ts: str) -> datetime:
+    return datetime.strptime(ts, "%Y-%m-%d %H:%M:%S.%f")
+
+
+@dataclass
+class Service:
+    """A DEMO SERVICE line: what a service read with INITSERVICE."""
+    node: str
+    exten: str
+    origin: str
+    params: tuple[str, str, str, str]
+    at: datetime
+
+
+@dataclass
+class Inner:
+    """A DEMO INNER line: the decision of a CallService run by a service."""
+    node: str
+    exten: str
+    status: str
+    sop: str
+    tried: str
+
+
+@dataclass
+class Call:
+    """One phone call into the caller node, and what was logged while it ran."""
+    exten: str
+    phone: SippResult
+    seconds: float
+    status: str
+    sop: str
+    tried: str
+    started: datetime            # the call entered the caller's dialplan
+    decided: datetime            # CallService returned on the caller
+    logs: dict[str, str]         # node -> log text written during the call
+
+    @property
+    def decision(self) -> str:
+        return (f"CALLSERVICE_STATUS={self.status}  CALLSERVICE_SOP={self.sop or '(empty)'}  "
+                f"CALLSERVICE_TRIED={self.tried or '(empty)'}")
+
+    def services(self) -> list[Service]:
+        found = []
+        for node, text in self.logs.items():
+            for m in re.finditer(SERVICE_RE, text, re.M):
+                params = tuple(unb64(m.group(f"p{i}")) for i in range(1, 5))
+                found.append(Service(m.group("node"), m.group("exten"), m.group("origin"),
+                                     params, log_time(m.group("ts"))))  # type: ignore[arg-type]
+        return sorted(found, key=lambda s: s.at)
+
+    def inners(self) -> list[Inner]:
+        return [Inner(m.group("node"), m.group("exten"), m.group("status"), m.group("sop"),
+                      m.group("tried"))
+                for text in self.logs.values() for m in re.finditer(INNER_RE, text, re.M)]
+
+    def count(self, pattern: str) -> int:
+        return sum(len(re.findall(pattern, text)) for text in self.logs.values())
+
+
+@dataclass
+class Row:
+    scenario: str
+    expected: str
+    observed: str
+    ok: bool
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGHUP: leave like on Ctrl-C."""
+
+
+@dataclass
+class Demo:
+    prefix: Path
+    keep: bool = False
+    verbose: bool = False
+    nodes: dict[str, AsteriskInstance] = field(default_factory=dict)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pxdemo", dir="/tmp")))
+    spec: ClusterSpec = field(default_factory=lambda: ClusterSpec(sops=dict(HOSTS), python=sys.executable))
+
+    def __post_init__(self) -> None:
+        self.sipp = Sipp(workdir=self.workdir / "sipp")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for node, host in HOSTS.items():
+            started = time.monotonic()
+            inst = AsteriskInstance(self.prefix, host=host, name=node, modules=[MODULE_SO],
+                                    configs=node_configs(self.spec, node))
+            self.nodes[node] = inst          # tracked before start, so cleanup always sees it
+            inst.start()
+            say(f"{node}: Asterisk pid {inst.pid} on {host}:5060, up in "
+                f"{time.monotonic() - started:.1f} s  (logs: {inst.logdir})")
+        started = time.monotonic()
+        wait_qualified(self.nodes, timeout=15)
+        say(f"all 6 trunks qualified (SIP OPTIONS every {self.spec.qualify_frequency:g} s) in "
+            f"{time.monotonic() - started:.1f} s")
+
+    def cleanup(self) -> None:
+        stop_sipp_children()
+        for node, inst in self.nodes.items():
+            if inst.running:
+                inst.stop(timeout=10)
+            if inst.crashed:
+                say(f"WARNING: {node} ended with signal {-(inst.returncode or 0)}; its files: {inst.base}")
+        if self.keep:
+            say("kept (--keep): " + ", ".join(f"{n} {i.base}" for n, i in self.nodes.items())
+                + f", SIPp {self.workdir}", indent=0)
+            return
+        for inst in self.nodes.values():
+            if not inst.crashed:
+                shutil.rmtree(inst.base, ignore_errors=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def stop_node(self, node: str) -> None:
+        inst = self.nodes[node]
+        started = time.monotonic()
+        pid = inst.pid
+        inst.stop(timeout=10)
+        say(f"stopped {node} (pid {pid}) in {time.monotonic() - started:.1f} s")
+
+    def wait_known_down(self, node: str, sop: str, timeout: float = 10) -> float:
+        """Wait until `node`'s qualify marks the trunk to `sop` UNAVAILABLE; the seconds it took."""
+        started = time.monotonic()
+        while self.nodes[node].eval_function(f"DEVICE_STATE(PJSIP/{sop})") != "UNAVAILABLE":
+            if time.monotonic() - started > timeout:
+                raise AssertionError(f"{node} still sees {sop} as available after {timeout} s")
+            time.sleep(0.1)
+        seconds = time.monotonic() - started
+        say(f"{node} sees the trunk to {sop} as UNAVAILABLE (qualify) after {seconds:.1f} s")
+        return seconds
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    def running(self) -> dict[str, AsteriskInstance]:
+        return {n: i for n, i in self.nodes.items() if i.running}
+
+    def call(self, exten: str) -> Call:
+        """The phone calls `exten` on the caller node; returns what happened."""
+        nodes = self.running()
+        since = {n: inst.log_offset() for n, inst in nodes.items()}
+        caller = self.nodes[CALLER_NODE]
+        say(f"phone {PHONE_HOST} dials '{exten}' on {CALLER_NODE}")
+        started = time.monotonic()
+        phone = self.sipp.run_uac(caller.host, local_host=PHONE_HOST, service=exten,
+                                  duration_ms=5000, timeout=20)
+        seconds = time.monotonic() - started
+        result = caller.wait_for_log(RESULT_RE, timeout=10, since=since[CALLER_NODE])
+        entered = caller.wait_for_log(CALL_RE, timeout=1, since=since[CALLER_NODE])
+        time.sleep(0.2)   # let the other nodes' loggers write the call's last lines
+        logs = {n: inst.log_text(since[n]) for n, inst in nodes.items()}
+        call = Call(exten, phone, seconds, result.group("status"), result.group("sop"),
+                    result.group("tried"), log_time(entered.group("ts")),
+                    log_time(result.group("ts")), logs)
+        if self.verbose:
+            dump_logs(call)
+        return call
+
+
+def dump_logs(call: Call) -> None:
+    say("log lines written during the call (--verbose):")
+    for node, text in call.logs.items():
+        for line in text.splitlines():
+            if RELEVANT.search(line):
+                say(f"{node} | {line[:220]}", indent=4)
+
+
+def stop_sipp_children(grace: float = 3) -> None:
+    """Stop SIPp processes that are children of this script (by their PIDs), if any are left."""
+    me = os.getpid()
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        if comm == "sipp" and int(rest[1]) == me:
+            pids.append(int(stat.parent.name))
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for pid in pids:
+        while _reap(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _reap(pid):
+            _signal(pid, signal.SIGKILL)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(pid: int) -> bool:
+    """True while the child `pid` is still running."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == 0
+
+
+# ============================================================================ reporting helpers
+
+def show_decision(call: Call, node: str = CALLER_NODE) -> None:
+    say(f"{node} decided:  {call.decision}")
+
+
+def show_service(service: Optional[Service], call: Call) -> None:
+    if service is None:
+        say("no service ran on any SOP")
+        return
+    delay = (service.at - call.started).total_seconds() * 1000
+    say(f"service {service.exten} ran on {service.node}, {delay:.0f} ms after the call entered "
+        f"{CALLER_NODE}; it read with INITSERVICE:")
+    say(f"INITSERVICE(origin)     = {service.origin!r}", indent=6)
+    for i, value in enumerate(service.params, 1):
+        say(f"INITSERVICE(Parameter{i}) = {value!r}", indent=6)
+
+
+def show_inner(inner: Inner) -> None:
+    say(f"{inner.node}'s service {inner.exten} ran CallService itself, which decided: "
+        f"STATUS={inner.status} SOP={inner.sop or '(empty)'} TRIED={inner.tried or '(empty)'}")
+
+
+def show_phone(call: Call) -> None:
+    status = call.phone.final_status
+    what = "answered (200 OK), then hung up by the cluster" if status == 200 else \
+        f"got SIP {status}" if status else "got no final response"
+    say(f"phone: {what}; the call took {call.seconds:.2f} s "
+        f"(CallService returned {(call.decided - call.started).total_seconds() * 1000:.0f} ms "
+        "after the call entered the dialplan)")
+
+
+def outcome(call: Call) -> str:
+    return f"{call.status} via {call.sop}" if call.sop else call.status
+
+
+def verdict(checks: Iterable[tuple[str, bool]]) -> bool:
+    failed = [what for what, ok in checks if not ok]
+    for what in failed:
+        say(f"!! NOT AS EXPECTED: {what}")
+    say("=> as expected" if not failed else "=> FAILED")
+    return not failed
+
+
+def service_on(call: Call, node: str) -> Optional[Service]:
+    return next((s for s in call.services() if s.node == node), None)
+
+
+def inner_on(call: Call, node: str, exten: str) -> Optional[Inner]:
+    return next((i for i in call.inners() if i.node == node and i.exten == exten), None)
+
+
+# ============================================================================ scenarios
+
+def scenario_remote(demo: Demo, n: int) -> Row:
+    title(n, "Remote routing: the service lives on another SOP")
+    say(f"sopA runs CallService(2000,sopB,sopC,{','.join(PARAMS_CONF)})")
+    call = demo.call("remote")
+    show_decision(call)
+    service = service_on(call, "sopB")
+    show_service(service, call)
+    show_phone(call)
+    ok = verdict([
+        ("sopA: ANSWER by sopB, tried sopB:ANSWER",
+         (call.status, call.sop, call.tried) == ("ANSWER", "sopB", "sopB:ANSWER")),
+        ("sopB read origin sopA and the four parameters unchanged",
+         service is not None and service.origin == "sopA" and service.params == PARAMS),
+        ("the phone was answered", call.phone.final_status == 200),
+    ])
+    intact = "4 params intact" if service and service.params == PARAMS else "params differ"
+    return Row("remote SOP, 4 parameters", "ANSWER via sopB, 4 params intact",
+               f"{outcome(call)}, {intact}", ok)
+
+
+def scenario_local(demo: Demo, n: int) -> Row:
+    title(n, "Local routing: the service is on the caller's own SOP")
+    say(f"sopA runs CallService(2000,sopA,sopB,{','.join(PARAMS_CONF)})")
+    call = demo.call("local")
+    show_decision(call)
+    service = service_on(call, "sopA")
+    show_service(service, call)
+    show_phone(call)
+    others = [s.node for s in call.services() if s.node != "sopA"]
+    ok = verdict([
+        ("sopA: ANSWER by sopA, tried sopA:ANSWER",
+         (call.status, call.sop, call.tried) == ("ANSWER", "sopA", "sopA:ANSWER")),
+        ("the service on sopA read the same values as the remote one did",
+         service is not None and service.origin == "sopA" and service.params == PARAMS),
+        ("no other SOP ran the service", not others),
+        ("the phone was answered", call.phone.final_status == 200),
+    ])
+    intact = "4 params intact" if service and service.params == PARAMS else "params differ"
+    return Row("local SOP, same INITSERVICE", "ANSWER via sopA, 4 params intact",
+               f"{outcome(call)}, {intact}", ok)
+
+
+def scenario_crlf(demo: Demo, n: int) -> Row:
+    title(n, "A parameter with CR/LF, quotes, commas and a semicolon")
+    say("sopA sets CALLSERVICE_PARAM1 (a variable, since a dialplan argument cannot hold CR/LF),")
+    say("then runs CallService(2000,sopB): the empty Parameter1 argument is taken from the variable")
+    say(f"sent:     {CRLF_PARAM!r}  ({len(CRLF_PARAM.encode())} bytes)")
+    call = demo.call("crlf")
+    show_decision(call)
+    service = service_on(call, "sopB")
+    received = service.params[0] if service else ""
+    say(f"received: {received!r}  ({len(received.encode())} bytes)")
+    identical = received.encode() == CRLF_PARAM.encode()
+    say("byte-identical: " + ("yes" if identical else "NO"))
+    show_phone(call)
+    ok = verdict([
+        ("sopA: ANSWER by sopB", (call.status, call.sop) == ("ANSWER", "sopB")),
+        ("sopB read Parameter1 byte-identical", identical),
+    ])
+    return Row("CR/LF parameter", "ANSWER via sopB, byte-identical",
+               f"{outcome(call)}, {'byte-identical' if identical else 'DIFFERENT'}", ok)
+
+
+def scenario_pingpong(demo: Demo, n: int) -> Row:
+    title(n, "Loop: a service on sopB routes the call back to sopA, where it came from")
+    say("sopA runs CallService(2100,sopB); sopB's service 2100 runs CallService(2200,sopA)")
+    call = demo.call("pingpong")
+    show_decision(call)
+    inner = inner_on(call, "sopB", "2100")
+    if inner:
+        show_inner(inner)
+    back = call.count(r"Executing \[2200@callservice-in")
+    say(f"service 2200 ran {back} time(s) (0: the call was not sent back to sopA)")
+    show_phone(call)
+    ok = verdict([
+        ("sopA: ANSWER by sopB", (call.status, call.sop, call.tried) == ("ANSWER", "sopB", "sopB:ANSWER")),
+        ("sopB's CallService: LOOP, sopA refused as CAME_FROM",
+         inner is not None and (inner.status, inner.tried) == ("LOOP", "sopA:CAME_FROM")),
+        ("no INVITE went back to sopA", back == 0),
+    ])
+    observed = f"inner {inner.status} ({inner.tried})" if inner else "no inner decision"
+    return Row("loop: B routes back to A", "inner LOOP (sopA:CAME_FROM)", observed, ok)
+
+
+def scenario_triangle(demo: Demo, n: int) -> Row:
+    title(n, "Loop: A -> B -> C, and C's service routes to A or B")
+    say("sopA runs CallService(2110,sopB); sopB's 2110 runs CallService(2210,sopC);")
+    say("sopC's 2210 runs CallService(2310,sopA,sopB): both SOPs are already on the call's path")
+    call = demo.call("triangle")
+    show_decision(call)
+    on_b, on_c = inner_on(call, "sopB", "2110"), inner_on(call, "sopC", "2210")
+    for inner in (on_b, on_c):
+        if inner:
+            show_inner(inner)
+    again = call.count(r"Executing \[2310@callservice-in")
+    say(f"service 2310 ran {again} time(s)")
+    show_phone(call)
+    ok = verdict([
+        ("sopA: ANSWER by sopB", (call.status, call.sop) == ("ANSWER", "sopB")),
+        ("sopB's CallService: ANSWER by sopC",
+         on_b is not None and (on_b.status, on_b.tried) == ("ANSWER", "sopC:ANSWER")),
+        ("sopC's CallService: LOOP, sopA VISITED and sopB CAME_FROM",
+         on_c is not None and (on_c.status, on_c.tried) == ("LOOP", "sopA:VISITED,sopB:CAME_FROM")),
+        ("service 2310 never ran", again == 0),
+    ])
+    observed = f"C: {on_c.status} ({on_c.tried})" if on_c else "no decision on sopC"
+    return Row("loop: A->B->C->(A|B)", "C: LOOP (sopA:VISITED,sopB:CAME_FROM)", observed, ok)
+
+
+def scenario_failover(demo: Demo, n: int) -> Row:
+    title(n, "Failover: the primary SOP is stopped, the secondary takes the call")
+    demo.stop_node("sopB")
+    detect = demo.wait_known_down("sopA", "sopB")
+    say(f"sopA runs the same CallService(2000,sopB,sopC,...) as in scenario 1")
+    call = demo.call("remote")
+    show_decision(call)
+    service = service_on(call, "sopC")
+    show_service(service, call)
+    show_phone(call)
+    ok = verdict([
+        ("sopA: ANSWER by sopC after skipping sopB",
+         (call.status, call.sop, call.tried) == ("ANSWER", "sopC", "sopB:KNOWN_DOWN,sopC:ANSWER")),
+        ("sopC read origin sopA and the four parameters unchanged",
+         service is not None and service.origin == "sopA" and service.params == PARAMS),
+        ("the phone was answered", call.phone.final_status == 200),
+    ])
+    return Row("primary down -> secondary", "ANSWER via sopC (sopB:KNOWN_DOWN)",
+               f"{outcome(call)} ({call.tried}); down seen in {detect:.1f} s", ok)
+
+
+def scenario_bounce(demo: Demo, n: int) -> Row:
+    title(n, "Loop (the vendor's 1.02 bug): primary down, the secondary runs CallService again")
+    say("the seed's voicemail flow: service 2003 runs CallService(2003,sopB,sopC,4711,fr_FR) on")
+    say("every node, to send the caller to the mailbox's SOP. sopB is still stopped.")
+    call = demo.call("voicemail")
+    show_decision(call)
+    inner = inner_on(call, "sopC", "2003")
+    if inner:
+        show_inner(inner)
+    runs = call.count(r"Executing \[2003@callservice-in:1\]")
+    say(f"service 2003 started {runs} time(s) in the whole cluster (1: no bounce, no re-entry)")
+    show_phone(call)
+    ok = verdict([
+        ("sopA: ANSWER by sopC",
+         (call.status, call.sop, call.tried) == ("ANSWER", "sopC", "sopB:KNOWN_DOWN,sopC:ANSWER")),
+        ("sopC's CallService: LOOP (already delivered here), the callflow went on locally",
+         inner is not None and (inner.status, inner.tried) == ("LOOP", "sopB:DELIVERED,sopC:DELIVERED")),
+        ("service 2003 started exactly once", runs == 1),
+    ])
+    observed = f"inner {inner.status}, service ran {runs}x" if inner else f"service ran {runs}x"
+    return Row("loop: secondary re-routes", "inner LOOP, service ran 1x", observed, ok)
+
+
+def scenario_all_down(demo: Demo, n: int) -> Row:
+    title(n, "Both SOPs down: UNAVAILABLE")
+    demo.stop_node("sopC")
+    demo.wait_known_down("sopA", "sopC")
+    say("sopA runs CallService(2000,sopB,sopC,...) once more")
+    call = demo.call("remote")
+    show_decision(call)
+    show_phone(call)
+    ok = verdict([
+        ("sopA: UNAVAILABLE, both SOPs skipped as known down",
+         (call.status, call.sop, call.tried) == ("UNAVAILABLE", "", "sopB:KNOWN_DOWN,sopC:KNOWN_DOWN")),
+        ("no service ran", not call.services()),
+        ("the phone was rejected (503 from Hangup(34))", call.phone.final_status == 503),
+    ])
+    return Row("both down", "UNAVAILABLE (no SOP)", f"{outcome(call)} ({call.tried})", ok)
+
+
+SCENARIOS: list[Callable[[Demo, int], Row]] = [
+    scenario_remote, scenario_local, scenario_crlf, scenario_pingpong, scenario_triangle,
+    scenario_failover, scenario_bounce, scenario_all_down,
+]
+
+
+def summary(rows: list[Row]) -> None:
+    header = Row("scenario", "expected", "observed", True)
+    widths = [max(len(getattr(r, f)) for r in [header, *rows])
+              for f in ("scenario", "expected", "observed")]
+    print("\n── Summary " + "─" * 70)
+    line = "  {:<%d}  {:<%d}  {:<%d}  {}" % tuple(widths)
+    print(line.format(header.scenario, header.expected, header.observed, "OK"))
+    for r in rows:
+        print(line.format(r.scenario, r.expected, r.observed, "yes" if r.ok else "NO"))
+
+
+# ============================================================================ main
+
+def asterisk_prefix() -> Path:
+    value = os.environ.get("ASTERISK_PREFIX")
+    if not value:
+        out = subprocess.run(["bash", str(ROOT / "contrib" / "build-asterisk.sh"), "--print"],
+                             capture_output=True, text=True, cwd=ROOT, check=False)
+        lines = out.stdout.strip().splitlines()
+        value = lines[-1] if out.returncode == 0 and lines else ""
+    prefix = Path(value)
+    if not value or not (prefix / "sbin" / "asterisk").is_file():
+        raise SystemExit(f"demo: no Asterisk at {value!r}: set ASTERISK_PREFIX or run 'make asterisk'")
+    return prefix
+
+
+def preflight() -> None:
+    if not MODULE_SO.is_file():
+        raise SystemExit(f"demo: {MODULE_SO} is missing: run 'make module'")
+    sipp_binary()
+    import socket
+    busy = [f"{h}:5060/udp" for h in HOSTS.values() if not port_is_free(h, 5060)]
+    busy += [f"{h}:5038/tcp" for h in HOSTS.values() if not port_is_free(h, 5038, socket.SOCK_STREAM)]
+    if busy:
+        raise SystemExit(f"demo: in use: {', '.join(busy)} (is another demo running?)")
+
+
+def _raise_stopped(signum: int, frame: Optional[FrameType]) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keep", action="store_true", help="keep the instances' temp dirs")
+    parser.add_argument("--verbose", action="store_true", help="dump the relevant log lines of each call")
+    args = parser.parse_args(argv)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_stopped)
+    prefix = asterisk_prefix()
+    preflight()
+    began = time.monotonic()
+    print("CallService demo: three SOPs (Asterisk + pbx_python) on loopback, SIPp as the phone")
+    say(f"Asterisk {prefix}")
+    say(f"module   {MODULE_SO}")
+    demo = Demo(prefix, keep=args.keep, verbose=args.verbose)
+    rows: list[Row] = []
+    code = 1
+    try:
+        demo.start()
+        for number, scenario in enumerate(SCENARIOS, 1):
+            rows.append(scenario(demo, number))
+        summary(rows)
+        code = 0 if all(r.ok for r in rows) else 1
+        failed = sum(not r.ok for r in rows)
+        print(f"\n{len(rows) - failed}/{len(rows)} scenarios as expected, in "
+              f"{time.monotonic() - began:.1f} s")
+    except (KeyboardInterrupt, Stopped) as exc:
+        print(f"\ninterrupted ({exc or 'SIGINT'}): stopping the cluster", flush=True)
+        code = 130
+    except Exception as exc:  # a scenario could not even run: say why, then clean up
+        print(f"\ndemo failed: {type(exc).__name__}: {exc}", flush=True)
+        if rows:
+            summary(rows)
+        code = 1
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)   # a second Ctrl-C must not cut the cleanup short
+        demo.cleanup()
+        leftover = [f"{n} pid {i.pid}" for n, i in demo.nodes.items() if i.running]
+        if leftover:
+            print(f"WARNING: still running: {', '.join(leftover)}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
