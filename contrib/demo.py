@@ -299,7 +299,7 @@ class Demo:
         started = time.monotonic()
         pid = inst.pid
         inst.stop(timeout=10)
-        say(f"stopped {node} (pid {pid}) in {time.monotonic() - started:.1f} s")
+        say(f"stopped {node} (pid {pid}) in {time.monotonic() - started:.2f} s")
 
     def wait_known_down(self, node: str, sop: str, timeout: float = 10) -> float:
         """Wait until `node`'s qualify marks the trunk to `sop` UNAVAILABLE; the seconds it took."""
@@ -666,6 +666,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="dump the relevant log lines of each call")
     args = parser.parse_args(argv)
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_stopped)
     prefix = asterisk_prefix()
@@ -687,7 +688,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"\n{len(rows) - failed}/{len(rows)} scenarios as expected, in "
               f"{time.monotonic() - began:.1f} s")
     except (KeyboardInterrupt, Stopped) as exc:
-        print(f"\ninterrupted ({exc or 'SIGINT'}): stopping the cluster", flush=True)
+        print(f"\ninterrupted ({str(exc) or 'SIGINT'}): stopping everything the demo started",
+              flush=True)
         code = 130
     except Exception as exc:  # a scenario could not even run: say why, then clean up
         print(f"\ndemo failed: {type(exc).__name__}: {exc}", flush=True)
