@@ -1,0 +1,81 @@
+"""Importing the configured modules: fresh imports, all-or-nothing reloads."""
+import sys
+import textwrap
+
+import pytest
+
+from pbx_python.config import Config
+from pbx_python.loader import load_modules
+
+
+@pytest.fixture
+def moddir(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for name in [m for m in sys.modules if m.startswith("pxu_")]:
+        del sys.modules[name]
+
+
+def write(moddir, name, app, extra=""):
+    (moddir / f"{name}.py").write_text(textwrap.dedent(f"""\
+        import pbx_python as px
+
+        @px.application("{app}")
+        def handler(chan):
+            return 0
+        """) + extra)
+
+
+def test_declarations_of_each_module_are_collected(moddir):
+    write(moddir, "pxu_one", "AppOne")
+    result = load_modules(Config(modules=["pxu_one"]), all_or_nothing=False)
+    assert result.ok and list(result.registry.apps) == ["appone"]
+    assert result.registry.apps["appone"].module == "pxu_one"
+
+
+def test_a_reload_imports_the_changed_source(moddir):
+    write(moddir, "pxu_two", "AppTwo")
+    load_modules(Config(modules=["pxu_two"]), all_or_nothing=True)
+    write(moddir, "pxu_two", "AppTwoRenamed")
+    result = load_modules(Config(modules=["pxu_two"]), all_or_nothing=True)
+    assert list(result.registry.apps) == ["apptworenamed"]
+
+
+def test_failed_module_is_reported_and_others_kept_at_startup(moddir):
+    write(moddir, "pxu_ok", "AppOk")
+    (moddir / "pxu_bad.py").write_text("raise RuntimeError('broken on purpose')\n")
+    result = load_modules(Config(modules=["pxu_ok", "pxu_bad"]), all_or_nothing=False)
+    assert not result.ok
+    assert [f.name for f in result.failures()] == ["pxu_bad"]
+    assert "RuntimeError: broken on purpose" in result.failures()[0].error
+    assert list(result.registry.apps) == ["appok"]
+
+
+def test_failed_reload_restores_the_previous_modules(moddir):
+    write(moddir, "pxu_keep", "AppKeep")
+    load_modules(Config(modules=["pxu_keep"]), all_or_nothing=True)
+    before = sys.modules["pxu_keep"]
+    (moddir / "pxu_keep.py").write_text("def broken(:\n")
+    result = load_modules(Config(modules=["pxu_keep"]), all_or_nothing=True)
+    assert not result.ok and "SyntaxError" in result.failures()[0].error
+    assert result.registry.apps == {}
+    assert sys.modules["pxu_keep"] is before
+
+
+def test_on_load_hook_failure_fails_the_module(moddir):
+    write(moddir, "pxu_hook", "AppHook", extra=textwrap.dedent("""
+        @px.on_load
+        def check(config):
+            raise ValueError("bad [pxu] section")
+        """))
+    result = load_modules(Config(modules=["pxu_hook"]), all_or_nothing=False)
+    assert "ValueError: bad [pxu] section" in result.failures()[0].error
+    assert result.registry.apps == {}
+
+
+def test_the_same_application_declared_twice_fails_the_second_module(moddir):
+    write(moddir, "pxu_a", "Twice")
+    write(moddir, "pxu_b", "Twice")
+    result = load_modules(Config(modules=["pxu_a", "pxu_b"]), all_or_nothing=False)
+    assert "declared twice" in result.failures()[0].error
+    assert result.registry.apps["twice"].module == "pxu_a"
