@@ -298,3 +298,48 @@ def loadavg() -> list[float]:
         return list(os.getloadavg())
     except OSError:
         return []
+
+
+class FastAgiServer:
+    """bench/fastagi_server.py (panoramisk) in its own process on ``host:port``."""
+
+    def __init__(self, host: str, port: Optional[int] = None) -> None:
+        from pbx_python.testing import free_port
+        import socket
+        self.host = require_loopback(host)
+        self.port = port or free_port(host, socket.SOCK_STREAM)
+        import tempfile
+        self.logfile = Path(tempfile.mkstemp(prefix="pxbagi", suffix=".log", dir="/tmp")[1])
+        with open(self.logfile, "w") as out:
+            self.proc = subprocess.Popen([sys.executable, str(BENCH_DIR / "fastagi_server.py"), self.host,
+                                          str(self.port)], stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, text=True)
+        deadline = time.monotonic() + 15
+        while "READY" not in self.logfile.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                text = self.logfile.read_text()
+                self.close()
+                raise RuntimeError(f"FastAGI server did not start: {text[-2000:]}")
+            time.sleep(0.05)
+
+    def url(self, route: str) -> str:
+        return f"agi://{self.host}:{self.port}/{route}"
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logfile.unlink(missing_ok=True)
+
+    def __enter__(self) -> "FastAgiServer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+NO_AMI = {"manager.conf": "[general]\nenabled = no\n"}

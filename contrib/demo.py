@@ -340,11 +340,12 @@ class Demo:
 
 
 def dump_logs(call: Call) -> None:
-    say("log lines written during the call (--verbose):")
-    for node, text in call.logs.items():
-        for line in text.splitlines():
-            if RELEVANT.search(line):
-                say(f"{node} | {line[:220]}", indent=4)
+    """The call's relevant log lines of every node, as one timeline."""
+    say("log lines written during the call, all nodes by time (--verbose):")
+    lines = [(line[1:24], node, line) for node, text in call.logs.items()
+             for line in text.splitlines() if RELEVANT.search(line)]
+    for _, node, line in sorted(lines, key=lambda item: item[0]):
+        say(f"{node} | {line[:200]}", indent=4)
 
 
 def stop_sipp_children(grace: float = 3) -> None:

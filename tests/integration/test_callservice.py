@@ -75,6 +75,9 @@ exten => loopback,1,CallService(2004,sopB)
  same => n,{RESULT}
 exten => hops,1,CallService(2005,sopB)
  same => n,{RESULT}
+exten => cancel,1,CallService(2002,sopB,sopC)
+ same => n,{RESULT}
+exten => h,1,Verbose(0,HANGUP-RESULT STATUS=${{CALLSERVICE_STATUS}} SOP=${{CALLSERVICE_SOP}} TRIED=${{CALLSERVICE_TRIED}})
 exten => 2000,1,Goto(callservice-in,2000,1)
 exten => plain,1,Answer()
  same => n,Verbose(0,PLAIN ORIGIN=[${{INITSERVICE(origin)}}] P1=[${{INITSERVICE(Parameter1)}}])
@@ -393,3 +396,23 @@ def test_parameters_failing_verification_are_ignored_with_a_warning(cluster):
     assert fields["ORIGIN"] == "" and fields["P1"] == ""
     assert re.search(r"WARNING.*ignoring CallService headers on PJSIP/sopA-\w+ from SOP sopA: .*signature",
                      b.log_text(b_since), re.I)
+
+
+def test_no_answer_is_final_and_does_not_fail_over(cluster):
+    nodes = cluster()
+    c_since = nodes["sopC"].log_offset()
+    assert call(nodes["sopA"], "noanswer") == "RESULT STATUS=NOANSWER SOP=sopB TRIED=sopB:NOANSWER"
+    assert "callservice-in" not in nodes["sopC"].log_text(c_since)
+
+
+def test_caller_hanging_up_while_it_rings_is_cancel_without_failover(cluster):
+    nodes = cluster()
+    a, b = nodes["sopA"], nodes["sopB"]
+    c_since, b_since, a_since = nodes["sopC"].log_offset(), b.log_offset(), a.log_offset()
+    a.cli("channel originate Local/cancel@phones application Wait 5")
+    b.wait_for_log(r"Executing \[2002@callservice-in:2\] Wait", since=b_since)
+    caller = a.wait_for_log(r"CallService\(\"(Local/cancel@phones-\w+;2)\"", since=a_since).group(1)
+    a.cli(f"channel request hangup {caller}")
+    line = a.wait_for_log(r"app_verbose\.c: (HANGUP-RESULT .*)$", since=a_since).group(1)
+    assert line == "HANGUP-RESULT STATUS=CANCEL SOP=sopB TRIED=sopB:CANCEL"
+    assert "callservice-in" not in nodes["sopC"].log_text(c_since)
