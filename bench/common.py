@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -168,7 +168,7 @@ def wait_bench_lines(ast: AsteriskInstance, tag: str, count: int, since: int,
 
 
 def loop_extension(name: str, iterations: int, body: Sequence[str], *, barrier: bool = False,
-                   pre: Sequence[str] = ()) -> str:
+                   pre: Sequence[str] = (), report: str = "") -> str:
     """An extension that runs ``body`` ``iterations`` times in a While loop and logs
     'BENCH <name> <t0> <t1>' with dialplan-side timestamps (microseconds)."""
     lines = [f"exten => {name},1,Answer()"]
@@ -184,7 +184,7 @@ def loop_extension(name: str, iterations: int, body: Sequence[str], *, barrier: 
     lines += [" same => n,Set(I=$[${I} + 1])",
               " same => n,EndWhile()",
               f" same => n,Set(T1={NOW})",
-              f" same => n,Verbose(0,BENCH {name} ${{T0}} ${{T1}})",
+              f" same => n,Verbose(0,BENCH {name} ${{T0}} ${{T1}} {report})",
               " same => n,Hangup()"]
     return "\n".join(lines) + "\n"
 
@@ -195,12 +195,18 @@ def originate_local(ast: AsteriskInstance, exten: str, context: str = "bench") -
 
 def run_loop(ast: AsteriskInstance, name: str, timeout: float = 300, context: str = "bench") -> float:
     """Run one loop extension on one Local channel; returns the elapsed seconds it measured."""
+    return run_loop_report(ast, name, timeout, context)[0]
+
+
+def run_loop_report(ast: AsteriskInstance, name: str, timeout: float = 300,
+                    context: str = "bench") -> tuple[float, str]:
+    """Like run_loop, also returning the extension's ``report`` text (substituted)."""
     since = ast.log_offset()
     originate_local(ast, name, context)
     rest = wait_bench_lines(ast, name, 1, since, timeout)[0]
-    t0, t1 = (float(x) for x in rest.split()[:2])
+    fields = rest.split(None, 2)
     wait_no_channels(ast)
-    return t1 - t0
+    return float(fields[1]) - float(fields[0]), (fields[2] if len(fields) > 2 else "")
 
 
 def wait_no_channels(ast: AsteriskInstance, timeout: float = 20) -> None:
@@ -343,3 +349,78 @@ class FastAgiServer:
 
 
 NO_AMI = {"manager.conf": "[general]\nenabled = no\n"}
+
+
+# ---------------------------------------------------------------------------- clusters
+
+#: SIPp callers bind here; the cluster's 'phones' endpoint identifies this address only.
+CALLER_HOST = "127.0.0.199"
+
+
+def rtp_conf(host: str) -> str:
+    """A 400-port RTP range per benchmark host (40000 + (octet-150)*400)."""
+    octet = int(host.rsplit(".", 1)[1])
+    start = 40000 + (octet - HOST_RANGE.start) * 400
+    return f"[general]\nrtpstart = {start}\nrtpend = {start + 399}\nicesupport = no\n"
+
+
+def cluster_configs(spec: Any, node: str, extensions: str) -> dict[str, str]:
+    """spec.configs() adapted for the benchmarks: px_bench loaded too, AMI off, callers from
+    CALLER_HOST, a larger RTP range."""
+    from pbx_python.testing.cluster import PHONE_NET
+    files = dict(spec.configs(node, extensions))
+    files["pjsip.conf"] = files["pjsip.conf"].replace(f"match = {PHONE_NET}", f"match = {CALLER_HOST}")
+    files["pbx_python.conf"] = files["pbx_python.conf"].replace(
+        "modules = dialplan_funcs.callservice",
+        f"path = {BENCH_DIR}\nmodules = dialplan_funcs.callservice, px_bench")
+    files.update(NO_AMI)
+    files["rtp.conf"] = rtp_conf(spec.sops[node])
+    return files
+
+
+class Cluster:
+    """One benchmark Instance per SOP (hosts picked from HOST_RANGE); close() stops them all.
+
+    ``extensions(node)`` gives each node's extensions.conf; ``spec_kwargs`` go to ClusterSpec.
+    ``skip`` names SOPs that are in the configuration but not started (e.g. a SIPp node).
+    """
+
+    def __init__(self, names: Sequence[str], extensions: Callable[[str], str], *,
+                 hosts: Optional[Mapping[str, str]] = None, skip: Iterable[str] = (),
+                 qualify: bool = True, **spec_kwargs: Any) -> None:
+        from pbx_python.testing.cluster import ClusterSpec, wait_qualified
+        self.hosts = dict(hosts or {})
+        for n in names:
+            if n not in self.hosts:
+                self.hosts[n] = pick_host()
+        self.spec = ClusterSpec(sops=self.hosts, python=sys.executable, **spec_kwargs)
+        self.nodes: dict[str, Instance] = {}
+        try:
+            for n in names:
+                if n in skip:
+                    continue
+                self.nodes[n] = Instance(n, "", host=self.hosts[n],
+                                         configs=cluster_configs(self.spec, n, extensions(n)))
+            if qualify:
+                wait_qualified({n: i.ast for n, i in self.nodes.items()}, timeout=20)
+        except BaseException:
+            self.close()
+            raise
+
+    def __getitem__(self, name: str) -> AsteriskInstance:
+        return self.nodes[name].ast
+
+    def close(self) -> None:
+        for inst in self.nodes.values():
+            try:
+                inst.close()
+            except Exception as exc:  # noqa: BLE001
+                log(f"closing {inst.ast.name}: {exc}")
+        for n, h in self.hosts.items():
+            release_host(h)
+
+    def __enter__(self) -> "Cluster":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

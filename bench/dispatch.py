@@ -12,7 +12,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from common import (NO_AMI, FastAgiServer, Instance, Mode, loadavg, log, loop_extension, run_loop,
+from common import (NO_AMI, FastAgiServer, Instance, Mode, loadavg, log, loop_extension, run_loop_report,
                     stats)
 
 
@@ -25,6 +25,7 @@ class Variant:
     n_quick: int
     n_full: int
     k_hi: int = 10
+    check: str = ""      # "VAR=value" the loop must leave on the channel (checked once per run)
 
 
 def _repeat(item: str) -> Callable[[int], list[str]]:
@@ -37,28 +38,35 @@ def _in_one_set(expr: str) -> Callable[[int], list[str]]:
 
 def variants(agi: FastAgiServer | None) -> list[Variant]:
     v = [
-        Variant("len", "native function ${LEN(hello)}", "function", _in_one_set("${LEN(hello)}"), 20000, 60000),
-        Variant("pylen", "Python function ${PYLEN(hello)}", "function", _in_one_set("${PYLEN(hello)}"), 20000, 60000),
+        Variant("len", "native function ${LEN(hello)}", "function", _in_one_set("${LEN(hello)}"), 20000, 60000,
+                check="X=5"),
+        Variant("pylen", "Python function ${PYLEN(hello)}", "function", _in_one_set("${PYLEN(hello)}"), 20000, 60000,
+                check="X=5"),
         Variant("noop", "native app NoOp()", "application", _repeat("NoOp()"), 20000, 60000),
-        Variant("set", "native app Set(PYX=hello)", "application", _repeat("Set(PYX=hello)"), 20000, 60000),
+        Variant("set", "native app Set(PYX=hello)", "application", _repeat("Set(PYX=hello)"), 20000, 60000,
+                check="PYX=hello"),
         Variant("pynop", "Python app PyNop() (no C call inside)", "application", _repeat("PyNop()"), 20000, 60000),
-        Variant("pyset", "Python app PySet(hello) (one set_var)", "application", _repeat("PySet(hello)"), 20000, 60000),
+        Variant("pyset", "Python app PySet(hello) (one set_var)", "application", _repeat("PySet(hello)"), 20000, 60000,
+                check="PYX=hello"),
         Variant("pysetnow", "Python app PySetNow(hello) (set_var + get_var: 1 C call)", "application",
-                _repeat("PySetNow(hello)"), 10000, 30000),
-        Variant("gosub", "native Gosub into Set + Return", "gosub", _repeat("Gosub(sub-set,s,1)"), 10000, 30000),
+                _repeat("PySetNow(hello)"), 10000, 30000, check="PYX=hello"),
+        Variant("gosub", "native Gosub into Set + Return", "gosub", _repeat("Gosub(sub-set,s,1)"), 10000, 30000,
+                check="SUBX=hello"),
     ]
     if agi is not None:
         v += [
             Variant("agi_noop", "FastAGI (panoramisk), connect + no command", "fastagi",
                     _repeat(f"AGI({agi.url('noop')})"), 30, 100),
             Variant("agi_set", "FastAGI (panoramisk), one SET VARIABLE", "fastagi",
-                    _repeat(f"AGI({agi.url('set')})"), 30, 100),
+                    _repeat(f"AGI({agi.url('set')})"), 30, 100, check="AGIX=hello"),
         ]
     v += [
         Variant("lua", "pbx_lua: Gosub into a Lua context that sets a variable", "lua",
-                _repeat("Gosub(luabench,set,1)"), 3, 6, k_hi=4),
+                _repeat("Gosub(luabench,set,1)"), 3, 6, k_hi=4,
+                check="LUAX=hello"),
         Variant("lua_nas", "pbx_lua: same, Lua calls autoservice_stop() first", "lua",
-                _repeat("Gosub(luabench,setnas,1)"), 3, 6, k_hi=4),
+                _repeat("Gosub(luabench,setnas,1)"), 3, 6, k_hi=4,
+                check="LUAX=hello"),
     ]
     return v
 
@@ -86,7 +94,8 @@ def dialplan(vs: list[Variant], mode: Mode) -> str:
     for v in vs:
         n = v.n_quick if mode.quick else v.n_full
         for k in (1, v.k_hi):
-            parts.append(loop_extension(f"{v.key}_{k}", n, v.body(k)))
+            report = f"{v.check.split('=')[0]}=${{{v.check.split('=')[0]}}}" if v.check else ""
+            parts.append(loop_extension(f"{v.key}_{k}", n, v.body(k), report=report))
     return "".join(parts)
 
 
@@ -106,8 +115,11 @@ def run(mode: Mode, only_variants: list[str] | None = None) -> dict[str, Any]:
             for rep in range(mode.reps):
                 for v in vs:
                     n = v.n_quick if mode.quick else v.n_full
-                    t_lo = run_loop(ast, f"{v.key}_1")
-                    t_hi = run_loop(ast, f"{v.key}_{v.k_hi}")
+                    t_lo, seen_lo = run_loop_report(ast, f"{v.key}_1")
+                    t_hi, seen_hi = run_loop_report(ast, f"{v.key}_{v.k_hi}")
+                    if v.check and not (seen_lo.strip().startswith(v.check) and seen_hi.strip().startswith(v.check)):
+                        raise RuntimeError(f"dispatch {v.key}: the loop did not do its work: "
+                                           f"expected {v.check}, saw {seen_lo!r} / {seen_hi!r}")
                     raw[v.key].append({"t_lo": t_lo, "t_hi": t_hi, "n": n,
                                        "iter_lo_us": t_lo / n * 1e6, "iter_hi_us": t_hi / n * 1e6,
                                        "marginal_us": (t_hi - t_lo) / n / (v.k_hi - 1) * 1e6})

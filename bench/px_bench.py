@@ -29,3 +29,12 @@ def pyset(chan, value=""):
 def pysetnow(chan, value=""):
     chan.set_var("PYX", value)
     chan.get_var("PYX")
+
+
+@px.cli_command("bench python memory", summary="Python object count and allocator stats (benchmark)",
+                usage="Usage: bench python memory\n")
+def bench_memory(argv):
+    import gc
+    import sys
+    return (f"objects={len(gc.get_objects())} blocks={sys.getallocatedblocks()} "
+            f"gc_counts={','.join(map(str, gc.get_count()))}\n")

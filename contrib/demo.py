@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -650,7 +651,6 @@ def preflight() -> None:
     if not MODULE_SO.is_file():
         raise SystemExit(f"demo: {MODULE_SO} is missing: run 'make module'")
     sipp_binary()
-    import socket
     busy = [f"{h}:5060/udp" for h in HOSTS.values() if not port_is_free(h, 5060)]
     busy += [f"{h}:5038/tcp" for h in HOSTS.values() if not port_is_free(h, 5038, socket.SOCK_STREAM)]
     if busy:
@@ -694,6 +694,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         code = 130
     except Exception as exc:  # a scenario could not even run: say why, then clean up
         print(f"\ndemo failed: {type(exc).__name__}: {exc}", flush=True)
+        print("(run again with --keep --verbose to look at the nodes' logs)", flush=True)
         if rows:
             summary(rows)
         code = 1

@@ -251,12 +251,20 @@ def call_service(chan: px.Channel, exten: str = "", sop1: str = "", sop2: str = 
 
     def dial(step: routing.Step) -> routing.Outcome:
         nonlocal redirected
+        where = f"CallService {exten} on {chan.name}: SOP {step.sop}"
+        px.verbose(f"{where}: {step.kind.value.lower() if step.kind else ''} delivery", 3)
         if step.kind is routing.Kind.LOCAL and opts.redirect_local:
             outcome = _redirect(chan, exten, s, meta_out, params)
             redirected = outcome.disposition is routing.Disposition.FINAL
-            return outcome
-        return _dial(chan, step, exten, s, meta_out, params, progress, answer)
+        else:
+            outcome = _dial(chan, step, exten, s, meta_out, params, progress, answer)
+        px.verbose(f"{where}: {outcome.label} ({outcome.disposition.value.lower()})", 3)
+        return outcome
 
+    for step in the_plan.skipped:
+        if step.skip in _LOGGED_SKIPS:
+            px.verbose(f"CallService {exten} on {chan.name}: SOP {step.sop}: {step.skip.value} "
+                       "(skipped)", 3)
     result = routing.run(the_plan, dial)
     for attempt in result.attempts:
         counter = _counter(attempt.sop)
@@ -264,8 +272,6 @@ def call_service(chan: px.Channel, exten: str = "", sop1: str = "", sop2: str = 
             counter.failovers += 1
         elif attempt.outcome.disposition is routing.Disposition.FINAL:
             counter.routed += 1
-        px.verbose(f"CallService {exten} on {chan.name}: SOP {attempt.sop}: "
-                   f"{attempt.outcome.label} ({attempt.outcome.disposition.value.lower()})", 3)
     if not result.attempts:
         px.verbose(f"CallService {exten} on {chan.name}: {result.status.value}"
                    f"{': ' + result.error if result.error else ''}", 3)
@@ -273,6 +279,11 @@ def call_service(chan: px.Channel, exten: str = "", sop1: str = "", sop2: str = 
     if chan.is_hungup():
         return -1
     return 0
+
+
+_LOGGED_SKIPS = (routing.SkipReason.CAME_FROM, routing.SkipReason.VISITED,
+                 routing.SkipReason.HOP_LIMIT, routing.SkipReason.KNOWN_DOWN,
+                 routing.SkipReason.DELIVERED)
 
 
 def _set_result(chan: px.Channel, result: routing.RoutingResult, redirected: bool = False) -> None:

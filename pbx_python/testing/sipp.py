@@ -210,6 +210,9 @@ class Sipp:
                 timed_out = True
                 _terminate(proc)
                 rc = None
+            except BaseException:
+                _terminate(proc)   # e.g. Ctrl-C: never leave SIPp running
+                raise
         if rc == 255:
             timed_out = True
         read = lambda p: p.read_text(errors="replace") if p.exists() else ""
@@ -236,8 +239,13 @@ class Sipp:
 
 
 def run_uac(target_host: str, target_port: int = 5060, **kwargs: object) -> SippResult:
-    """:meth:`Sipp.run_uac` with a fresh temp work dir (kept: ``result.workdir.parent``)."""
-    return Sipp().run_uac(target_host, target_port, **kwargs)  # type: ignore[arg-type]
+    """:meth:`Sipp.run_uac` with a fresh temp work dir, removed afterwards unless the call
+    failed or PBX_PYTHON_KEEP=1 (the result already holds the messages and statistics)."""
+    runner = Sipp()
+    result = runner.run_uac(target_host, target_port, **kwargs)  # type: ignore[arg-type]
+    if result.ok and not os.environ.get("PBX_PYTHON_KEEP"):
+        runner.cleanup()
+    return result
 
 
 def _terminate(proc: subprocess.Popen[bytes], grace: float = 3) -> None:

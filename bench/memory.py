@@ -1,0 +1,144 @@
+"""5. Memory: Asterisk VmRSS with and without pbx_python, and across many CallService calls.
+
+Boot RSS: the same configuration (CDR/CEL/AMI off) started without the module, with the module
+autoloaded at boot (loading dialplan_funcs.callservice and px_bench), and with the module loaded
+later by 'module load'; RSS is read 2 s after boot (median of 5 reads 0.2 s apart), once per
+repetition (a fresh process each time).
+
+Growth: a two-SOP cluster; on sopA, 4 Local channels run CallService(2000,sopB,,p1..p4) in
+dialplan loops (each call is a real PJSIP call to sopB, which answers and hangs up after reading
+the four parameters with INITSERVICE). RSS and the Python object count are sampled after every
+batch of calls; 'after 1k' and 'after 10k' are the samples at those points.
+(quick mode: CallService to the local SOP -- a Local channel into the service context, the same
+Python path without SIP -- because SIP calls at this machine's rate make 10k calls too slow.)
+"""
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from typing import Any
+
+from common import (NO_AMI, Cluster, Instance, Mode, log, pbx_python_conf, stats, wait_bench_lines,
+                    wait_no_channels)
+
+CS_CONF = "\n[callservice]\nlocal_sop = sopA\nsops = sopA\nservice_context = callservice-in\n"
+BOOT_EXT = "[general]\nstatic = yes\n\n[callservice-in]\nexten => 2000,1,Answer()\n same => n,Hangup()\n"
+PY_MODULES = ("dialplan_funcs.callservice", "px_bench")
+
+
+def rss_kb(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def settled_rss(ast: Any, wait: float = 2.0) -> int:
+    time.sleep(wait)
+    samples = []
+    for _ in range(5):
+        samples.append(rss_kb(ast.pid))
+        time.sleep(0.2)
+    return int(statistics.median(samples))
+
+
+def boot_rss(kind: str) -> int:
+    extra = CS_CONF
+    if kind == "without":
+        inst = Instance("memno", BOOT_EXT, python=False, configs=NO_AMI)
+    elif kind == "autoload":
+        inst = Instance("memat", BOOT_EXT, configs=NO_AMI, pymodules=PY_MODULES, pyextra=extra)
+    else:  # loaded later
+        inst = Instance("memlt", BOOT_EXT, configs={**NO_AMI, "pbx_python.conf": pbx_python_conf(PY_MODULES, extra=extra)},
+                        noload=("pbx_lua.so", "pbx_python.so"))
+    try:
+        ast = inst.ast
+        if kind == "later":
+            settled_rss(ast, 1.0)
+            out = ast.cli("module load pbx_python.so")
+            if "Loaded" not in out:
+                raise RuntimeError(f"module load pbx_python.so: {out!r}")
+        return settled_rss(ast)
+    finally:
+        inst.close()
+
+
+def growth_extensions(node: str, batch: int, local: bool) -> str:
+    target = "sopA" if local else "sopB"
+    return f"""\
+[general]
+static = yes
+
+[bench]
+exten => csloop,1,Answer()
+ same => n,Set(I=0)
+ same => n,While($[${{I}} < {batch}])
+ same => n,CallService(2000,{target},,alpha,beta,gamma,delta)
+ same => n,GotoIf($["${{CALLSERVICE_STATUS}}" != "ANSWER"]?bad)
+ same => n,Set(I=$[${{I}} + 1])
+ same => n,EndWhile()
+ same => n,Verbose(0,BENCH csloop ok ${{I}})
+ same => n,Hangup()
+ same => n(bad),Verbose(0,BENCH csloop bad ${{I}} ${{CALLSERVICE_STATUS}} ${{CALLSERVICE_TRIED}})
+ same => n,Hangup()
+
+[callservice-in]
+exten => 2000,1,Answer()
+ same => n,Set(P=${{INITSERVICE(1)}}${{INITSERVICE(2)}}${{INITSERVICE(3)}}${{INITSERVICE(4)}})
+ same => n,Hangup()
+"""
+
+
+def py_objects(ast: Any) -> int | None:
+    m = re.search(r"objects=(\d+)", ast.cli("bench python memory"))
+    return int(m.group(1)) if m else None
+
+
+def growth(mode: Mode) -> dict[str, Any]:
+    local = mode.quick
+    channels, batch = 4, 250            # 1000 calls per round
+    rounds = 10
+    names = ["sopA"] if local else ["sopA", "sopB"]
+    with Cluster(names, lambda n: growth_extensions(n, batch, local), qualify=not local) as cl:
+        a = cl["sopA"]
+        samples = [{"calls": 0, "rss_kb": settled_rss(a, 0.5), "py_objects": py_objects(a), "t": 0.0}]
+        t_start = time.monotonic()
+        for r in range(rounds):
+            since = a.log_offset()
+            for _ in range(channels):
+                a.cli("channel originate Local/csloop@bench application Wait 3600")
+            lines = wait_bench_lines(a, "csloop", channels, since, timeout=600)
+            bad = [ln for ln in lines if not ln.startswith("ok")]
+            if bad:
+                raise RuntimeError(f"CallService calls failed during the memory run: {bad[:3]}")
+            wait_no_channels(a, 60)
+            samples.append({"calls": (r + 1) * channels * batch, "rss_kb": settled_rss(a, 0.5),
+                            "py_objects": py_objects(a), "t": time.monotonic() - t_start})
+            log(f"memory growth: {samples[-1]}")
+        b_rss = settled_rss(cl["sopB"], 0.1) if not local else None
+    by_calls = {s["calls"]: s for s in samples}
+    return {"path": "local SOP (Local channel)" if local else "remote SOP over PJSIP",
+            "samples": samples, "rss_1k_kb": by_calls[1000]["rss_kb"], "rss_10k_kb": by_calls[10000]["rss_kb"],
+            "growth_1k_to_10k_kb": by_calls[10000]["rss_kb"] - by_calls[1000]["rss_kb"],
+            "objects_1k": by_calls[1000]["py_objects"], "objects_10k": by_calls[10000]["py_objects"],
+            "calls_per_s": 10000 / samples[-1]["t"] if samples[-1]["t"] else None, "sopB_rss_kb": b_rss}
+
+
+def run(mode: Mode) -> dict[str, Any]:
+    boot: dict[str, list[int]] = {"without": [], "autoload": [], "later": []}
+    for rep in range(mode.reps):
+        for kind in boot:
+            boot[kind].append(boot_rss(kind))
+        log(f"memory boot rep {rep + 1}/{mode.reps}: " + ", ".join(f"{k}={v[-1]}" for k, v in boot.items()))
+    out: dict[str, Any] = {"method": __doc__.strip(),
+                           "boot_rss_kb": {k: stats(v) for k, v in boot.items()}}
+    out["added_autoload_kb"] = stats([a - b for a, b in zip(boot["autoload"], boot["without"])])
+    out["added_later_kb"] = stats([a - b for a, b in zip(boot["later"], boot["without"])])
+    out["growth"] = growth(mode)
+    return out
+
+
+if __name__ == "__main__":
+    import json
+    print(json.dumps(run(Mode("quick", 5)), indent=1))
