@@ -217,6 +217,10 @@ exten => greet,1,Answer()
  same => n,PyGreet()
  same => n,Verbose(0,RESULT GREET=${GREET})
  same => n,Hangup()
+exten => slow,1,Answer()
+ same => n,PySlow()
+ same => n,Verbose(0,RESULT SLOW=${SLOW})
+ same => n,Hangup()
 exten => gone,1,Answer()
  same => n,PyGone()
  same => n,Hangup()
@@ -292,3 +296,26 @@ def test_fifty_concurrent_channels_run_python_without_mixups(python_asterisk):
     assert len(re.findall(r"app_verbose\.c: CONC-OK ", log)) == 50
     assert not re.search(r"ERROR.*Python", log)
     assert re.search(r"^PyEcho\s+px_demo\s+15000\s+0$", ast.cli("python show applications"), re.M)
+
+
+def test_channel_inside_an_application_during_a_reload_finishes_with_its_code(python_asterisk, tmp_path):
+    slow = textwrap.dedent("""
+        @px.application("PySlow", synopsis="waits, then sets SLOW")
+        def slow(chan):
+            chan.exec_app("Wait", "1.5")
+            chan.set_var("SLOW", "{version}")
+        """)
+    _write_module(tmp_path / "px_greet.py", "one", extra=slow.format(version="one"))
+    ast = python_asterisk(GREET_DIALPLAN, modules=("px_greet",), paths=(str(tmp_path),))
+    since = ast.log_offset()
+    ast.cli("channel originate Local/slow@default application Wait 5")
+    ast.wait_for_log(r"Executing \[slow@default:2\] PySlow", since=since)
+    _write_module(tmp_path / "px_greet.py", "two", extra=slow.format(version="two"))
+    assert "reloaded successfully" in ast.cli("module reload pbx_python.so")
+    line = ast.wait_for_log(r"app_verbose\.c: (RESULT SLOW=.*)$", since=since).group(1)
+    assert line == "RESULT SLOW=one"
+    since = ast.log_offset()
+    ast.cli("channel originate Local/slow@default application Wait 5")
+    assert ast.wait_for_log(r"app_verbose\.c: (RESULT SLOW=.*)$", since=since).group(1) == \
+        "RESULT SLOW=two"
+    assert not re.search(r"ERROR.*python", ast.log_text(since), re.I)
