@@ -32,6 +32,8 @@ struct pyast_call {
     const char *result;
     int nset;
     const char *sets;
+    const char *packed;
+    size_t packed_len;
 };
 
 struct pyast_chaninfo {

@@ -61,6 +61,10 @@ struct pyast_call {
 	const char *result;         /*!< function read: the value */
 	int nset;                   /*!< variable assignments deferred until Python returns: */
 	const char *sets;           /*!< nset "name\0value\0" pairs, back to back */
+	/* The name and the arguments packed as "name\0arg1\0...argN" (packed_len bytes, no final
+	 * NUL counted): Python unpacks them in one operation instead of one per argument. */
+	const char *packed;
+	size_t packed_len;
 };
 
 /*! A snapshot of a channel's identity, copied under the channel lock in one call. */
@@ -151,12 +155,35 @@ static void apply_deferred_sets(struct ast_channel *chan, const struct pyast_cal
 	}
 }
 
-/*! Split \a data the way AST_STANDARD_APP_ARGS does (quotes, backslashes, parentheses). */
-static void split_args(struct pyast_call *call, char *parse, char **argv)
+/*!
+ * Split \a data the way AST_STANDARD_APP_ARGS does (quotes, backslashes, parentheses) and pack
+ * the name and the arguments into \a packed (allocated by the caller, large enough for
+ * strlen(name) + strlen(data) + 2 + one NUL per argument: see PACKED_SIZE).
+ */
+static void split_args(struct pyast_call *call, char *parse, char **argv, char *packed)
 {
+	char *out = packed;
+	size_t len;
+	int i;
+
 	call->argv = argv;
 	call->argc = __ast_app_separate_args(parse, ',', 1, argv, PYAST_MAX_ARGS);
+	len = strlen(call->name);
+	memcpy(out, call->name, len);
+	out += len;
+	for (i = 0; i < call->argc; i++) {
+		*out++ = '\0';
+		len = strlen(argv[i]);
+		memcpy(out, argv[i], len);
+		out += len;
+	}
+	*out = '\0';
+	call->packed = packed;
+	call->packed_len = out - packed;
 }
+
+/* Splitting never makes the arguments longer; one separator per argument, at most PYAST_MAX_ARGS. */
+#define PACKED_SIZE(name, data) (strlen(name) + strlen(data) + PYAST_MAX_ARGS + 2)
 
 /* ---- trampolines: Asterisk -> Python ---- */
 
@@ -171,11 +198,12 @@ static int app_exec(struct ast_channel *chan, const char *data)
 		return -1;
 	}
 	call.name = ast_channel_appl(chan);
-	parse = ast_strdup(data);
+	parse = ast_malloc(strlen(data) + 1 + PACKED_SIZE(call.name, data));
 	if (!parse) {
 		return -1;
 	}
-	split_args(&call, parse, argv);
+	strcpy(parse, data); /* safe: sized above */
+	split_args(&call, parse, argv, parse + strlen(data) + 1);
 	res = pyast_on_app(&call);
 	apply_deferred_sets(chan, &call);
 	ast_free(parse);
@@ -185,7 +213,8 @@ static int app_exec(struct ast_channel *chan, const char *data)
 static int func_read2(struct ast_channel *chan, const char *function, char *data,
 	struct ast_str **buf, ssize_t len)
 {
-	struct pyast_call call = { .chan = chan, .name = function, .data = data };
+	const char *args = S_OR(data, "");
+	struct pyast_call call = { .chan = chan, .name = function, .data = args };
 	char *argv[PYAST_MAX_ARGS];
 	char *parse;
 	int res;
@@ -193,11 +222,12 @@ static int func_read2(struct ast_channel *chan, const char *function, char *data
 	if (shutting_down) {
 		return -1;
 	}
-	parse = ast_strdup(S_OR(data, ""));
+	parse = ast_malloc(strlen(args) + 1 + PACKED_SIZE(function, args));
 	if (!parse) {
 		return -1;
 	}
-	split_args(&call, parse, argv);
+	strcpy(parse, args); /* safe: sized above */
+	split_args(&call, parse, argv, parse + strlen(args) + 1);
 	res = pyast_on_func_read(&call);
 	apply_deferred_sets(chan, &call);
 	if (!res) {
@@ -209,7 +239,8 @@ static int func_read2(struct ast_channel *chan, const char *function, char *data
 
 static int func_write(struct ast_channel *chan, const char *function, char *data, const char *value)
 {
-	struct pyast_call call = { .chan = chan, .name = function, .data = data };
+	const char *args = S_OR(data, "");
+	struct pyast_call call = { .chan = chan, .name = function, .data = args };
 	char *argv[PYAST_MAX_ARGS];
 	char *parse;
 	int res;
@@ -217,11 +248,12 @@ static int func_write(struct ast_channel *chan, const char *function, char *data
 	if (shutting_down) {
 		return -1;
 	}
-	parse = ast_strdup(S_OR(data, ""));
+	parse = ast_malloc(strlen(args) + 1 + PACKED_SIZE(function, args));
 	if (!parse) {
 		return -1;
 	}
-	split_args(&call, parse, argv);
+	strcpy(parse, args); /* safe: sized above */
+	split_args(&call, parse, argv, parse + strlen(args) + 1);
 	res = pyast_on_func_write(&call, S_OR(value, ""));
 	apply_deferred_sets(chan, &call);
 	ast_free(parse);

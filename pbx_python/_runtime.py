@@ -38,6 +38,7 @@ class State:
     builtin: Registry = field(default_factory=Registry)
     config: config_mod.Config = field(default_factory=config_mod.Config)
     stats: dict[str, Stats] = field(default_factory=dict)
+    apps_exact: dict[str, AppSpec] = field(default_factory=dict)   # by registered name
     modules: list[loader.ModuleStatus] = field(default_factory=list)
     last_load: str = "never"
     loaded_at: float = 0.0
@@ -61,26 +62,29 @@ def _stats(name: str) -> Stats:
     return st
 
 
-def _args(call: Any) -> list[str]:
-    string = _ffi.string
-    argv = call.argv
-    return [string(argv[i]).decode("utf-8", "surrogateescape") for i in range(call.argc)]
+def _unpack(call: Any) -> list[str]:
+    """[name, arg1, ...]: the C side packs them into one buffer, read here in one operation."""
+    return _ffi.unpack(call.packed, call.packed_len).decode("utf-8", "surrogateescape").split("\0")
 
 
 def _hand_back(call: Any, chan: Channel, result: Optional[bytes] = None) -> None:
-    """Give the trampoline the deferred assignments (and a function's value) to apply."""
-    n, batch = chan._take_pending()
-    keep = []
-    if n:
-        buf = _ffi.from_buffer(batch)
-        call.sets = buf
+    """Give the trampoline the deferred assignments (and a function's value) to apply.
+
+    The buffers must outlive this callback: they stay referenced from the thread until the
+    next callback on the same thread replaces them (the trampoline has copied them by then).
+    """
+    keep = None
+    if chan._pending:
+        n, batch = chan._take_pending()
+        keep = _ffi.from_buffer(batch)
+        call.sets = keep
         call.nset = n
-        keep.append(buf)
     if result is not None:
-        buf = _ffi.from_buffer(result + b"\0")
+        buf = _ffi.from_buffer(result)
         call.result = buf
-        keep.append(buf)
-    _tls.keep = keep
+        keep = (keep, buf)
+    if keep is not None:
+        _tls.keep = keep
 
 
 def _log_exception(kind: str, name: str, chan: Optional[Channel]) -> str:
@@ -105,88 +109,96 @@ def _log_exception(kind: str, name: str, chan: Optional[Channel]) -> str:
 # ---- applications ----
 
 def on_app(call: Any) -> int:
-    name = _ffi.string(call.name).decode("utf-8", "surrogateescape")
-    spec: Optional[AppSpec] = state.registry.apps.get(name.lower())
+    parts = _ffi.unpack(call.packed, call.packed_len).decode("utf-8", "surrogateescape").split("\0")
+    name = parts[0]
+    spec: Optional[AppSpec] = state.apps_exact.get(name) or state.registry.apps.get(name.lower())
     chan = Channel(call.chan, call)
     if spec is None:
         ast.log(ast.LOG_ERROR, f"Application {name} is no longer provided by any Python module "
                 "(it was removed by a reload); the channel hangs up")
         _stats(name).errors += 1
         return -1
-    stats = _stats(spec.name)
+    stats = spec.stats
     stats.calls += 1
     try:
-        res = spec.handler(chan, *_args(call))
+        res = spec.handler(chan, *parts[1:])
         if res is None:
             res = 0
-        elif not isinstance(res, int) or isinstance(res, bool):
+        elif type(res) is not int:
             raise TypeError(f"application {spec.name} returned {res!r}; expected None, 0 or -1")
     except Exception:  # noqa: BLE001 - mapped to a defined result below
         stats.errors += 1
         summary = _log_exception("application", spec.name, chan)
         chan.set_var("PYTHON_ERROR", summary)
         res = -1 if state.config.on_exception == "hangup" else 0
-    _hand_back(call, chan)
+    if chan._pending:
+        _hand_back(call, chan)
     return res
 
 
 # ---- functions ----
 
 def on_func_read(call: Any) -> int:
-    name = _ffi.string(call.name).decode("utf-8", "surrogateescape")
+    parts = _ffi.unpack(call.packed, call.packed_len).decode("utf-8", "surrogateescape").split("\0")
+    name = parts[0]
     spec: Optional[FuncSpec] = state.registry.functions.get(name)
-    chan = Channel(call.chan, call) if call.chan != _ffi.NULL else None
+    chan = Channel(call.chan, call) if call.chan else None
     if spec is None:
         ast.log(ast.LOG_ERROR, f"Function {name} is no longer provided by any Python module "
                 "(it was removed by a reload)")
         _stats(name).errors += 1
         return -1
-    stats = _stats(spec.name)
+    stats = spec.stats
     stats.calls += 1
     try:
-        value = spec.reader(chan, *_args(call))
-        if value is None:
-            data = b""
+        value = spec.reader(chan, *parts[1:])
+        if type(value) is str:
+            if "\0" in value:
+                raise ValueError(f"function {spec.name} returned a value with a NUL character")
+            data = value.encode("utf-8", "surrogateescape") + b"\0"
+        elif value is None:
+            data = b"\0"
         elif isinstance(value, bytes):
-            data = value
+            if b"\0" in value:
+                raise ValueError(f"function {spec.name} returned a value with a NUL character")
+            data = value + b"\0"
         else:
-            data = ast.encode(str(value))
-        if b"\0" in data:
-            raise ValueError(f"function {spec.name} returned a value with a NUL character")
+            data = ast.encode(str(value)) + b"\0"
     except Exception:  # noqa: BLE001 - the read fails with a log line
         stats.errors += 1
         _log_exception("function", spec.name, chan)
-        if chan is not None:
+        if chan is not None and chan._pending:
             _hand_back(call, chan)
         return -1
-    if chan is not None:
+    if chan is not None and chan._pending:
         _hand_back(call, chan, data)
     else:
-        buf = _ffi.from_buffer(data + b"\0")
+        buf = _ffi.from_buffer(data)
         call.result = buf
-        _tls.keep = [buf]
+        _tls.keep = buf
     return 0
 
 
 def on_func_write(call: Any, value: Any) -> int:
-    name = _ffi.string(call.name).decode("utf-8", "surrogateescape")
+    parts = _unpack(call)
+    name = parts[0]
     spec: Optional[FuncSpec] = state.registry.functions.get(name)
-    chan = Channel(call.chan, call) if call.chan != _ffi.NULL else None
+    chan = Channel(call.chan, call) if call.chan else None
     if spec is None or spec.writer is None:
         why = "is read-only" if spec is not None else "is no longer provided by any Python module"
         ast.log(ast.LOG_ERROR, f"Function {name} {why}: write refused")
         _stats(name).errors += 1
         return -1
-    stats = _stats(spec.name)
+    stats = spec.stats
     stats.calls += 1
     try:
-        spec.writer(chan, _ffi.string(value).decode("utf-8", "surrogateescape"), *_args(call))
+        spec.writer(chan, _ffi.string(value).decode("utf-8", "surrogateescape"), *parts[1:])
         res = 0
     except Exception:  # noqa: BLE001
         stats.errors += 1
         _log_exception("function write", spec.name, chan)
         res = -1
-    if chan is not None:
+    if chan is not None and chan._pending:
         _hand_back(call, chan)
     return res
 
@@ -249,8 +261,12 @@ def _load(triples: list[tuple[str, str, str]], reload: bool) -> int:
                 "stays in service")
         return -1
     _register_with_asterisk(result.registry)
+    for spec in (*result.registry.apps.values(), *result.registry.functions.values()):
+        spec.stats = _stats(spec.name)
     state.config = config
+    state.apps_exact = {}            # never a stale entry: cleared before the swap, refilled after
     state.registry = result.registry
+    state.apps_exact = {spec.name: spec for spec in result.registry.apps.values()}
     state.modules = result.modules
     state.loaded_at = time.time()
     failed = len(result.failures())

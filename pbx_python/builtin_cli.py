@@ -21,7 +21,7 @@ def show_applications(argv: list[str]) -> str:
     reg = _runtime.state.registry
     rows = []
     for spec in sorted(reg.apps.values(), key=lambda s: s.name.lower()):
-        st = _runtime._stats(spec.name)
+        st = spec.stats
         rows.append((spec.name, spec.module, str(st.calls), str(st.errors)))
     return _table(("Application", "Python module", "Calls", "Errors"), rows) + \
         f"{len(rows)} Python application(s)\n"
@@ -31,7 +31,7 @@ def show_functions(argv: list[str]) -> str:
     reg = _runtime.state.registry
     rows = []
     for spec in sorted(reg.functions.values(), key=lambda s: s.name):
-        st = _runtime._stats(spec.name)
+        st = spec.stats
         rows.append((spec.name, spec.module, "yes" if spec.writer else "no", str(st.calls),
                      str(st.errors)))
     return _table(("Function", "Python module", "Writable", "Calls", "Errors"), rows) + \

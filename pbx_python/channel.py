@@ -19,14 +19,16 @@ class ApplicationNotFound(LookupError):
 class Channel:
     """A live Asterisk channel, valid only during the callback it was given to."""
 
-    __slots__ = ("_ptr", "_call", "_info", "_pending", "_out")
+    # Created for every call: only the two fields every call needs are set here; the others
+    # start as these class-level defaults and are set when first used.
+    _info: Any = None
+    _pending: str = ""        # deferred assignments, "name\0value\0" back to back
+    _npending: int = 0
+    _out: Any = None
 
     def __init__(self, ptr: Any, call: Any = None) -> None:
         self._ptr = ptr
         self._call = call
-        self._info: Any = None
-        self._pending: list[bytes] = []
-        self._out: Any = None
 
     # ---- identity (one C call, on first use) ----
     def _snapshot(self) -> Any:
@@ -101,7 +103,12 @@ class Channel:
             self._flush()
             ast.lib().pyast_unsetvar(self._ptr, encode(name))
             return
-        self._pending.append(encode(name) + b"\0" + encode(str(value)) + b"\0")
+        if type(value) is not str:
+            value = str(value)
+        if "\0" in name or "\0" in value:
+            raise ValueError("a NUL character cannot be passed to Asterisk")
+        self._pending = f"{self._pending}{name}\0{value}\0"
+        self._npending += 1
 
     def set_vars(self, values: Mapping[str, Optional[str]]) -> None:
         for name, value in values.items():
@@ -158,15 +165,12 @@ class Channel:
 
     def _flush(self) -> None:
         if self._pending:
-            batch, n = b"".join(self._pending), len(self._pending)
-            self._pending.clear()
+            n, batch = self._take_pending()
             ast.lib().pyast_setvars(self._ptr, n, batch)
 
     def _take_pending(self) -> tuple[int, bytes]:
-        """Hand the deferred assignments to the trampoline (used by the runtime)."""
-        if not self._pending:
-            return 0, b""
-        batch, n = b"".join(self._pending), len(self._pending)
-        self._pending.clear()
-        return n, batch
+        """The deferred assignments as (count, b"name\\0value\\0..."), now cleared."""
+        pending, n = self._pending, self._npending
+        self._pending, self._npending = "", 0
+        return n, pending.encode("utf-8", "surrogateescape")
 

@@ -32,6 +32,7 @@ class AppSpec:
     syntax: str = ""
     arguments: str = ""
     description: str = ""
+    stats: Stats = field(default_factory=Stats)   # shared per name across reloads
 
 
 @dataclass
@@ -45,6 +46,7 @@ class FuncSpec:
     description: str = ""
     seealso: str = ""
     writer: Optional[WriteHandler] = None
+    stats: Stats = field(default_factory=Stats)
 
     def setter(self, fn: WriteHandler) -> WriteHandler:
         """Decorator: declare the write side, called as fn(chan, value, *args)."""
