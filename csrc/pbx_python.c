@@ -187,6 +187,22 @@ static void split_args(struct pyast_call *call, char *parse, char **argv, char *
 
 /* ---- trampolines: Asterisk -> Python ---- */
 
+/*!
+ * Split the call's argument string and pack name and arguments for Python.
+ * \return the one allocation holding both (ast_free it after the call), NULL without memory.
+ */
+static char *prepare_call(struct pyast_call *call, char **argv)
+{
+	size_t datalen = strlen(call->data);
+	char *parse = ast_malloc(datalen + 1 + PACKED_SIZE(call->name, call->data));
+
+	if (parse) {
+		memcpy(parse, call->data, datalen + 1);
+		split_args(call, parse, argv, parse + datalen + 1);
+	}
+	return parse;
+}
+
 static int app_exec(struct ast_channel *chan, const char *data)
 {
 	struct pyast_call call = { .chan = chan, .data = data };
@@ -198,12 +214,9 @@ static int app_exec(struct ast_channel *chan, const char *data)
 		return -1;
 	}
 	call.name = ast_channel_appl(chan);
-	parse = ast_malloc(strlen(data) + 1 + PACKED_SIZE(call.name, data));
-	if (!parse) {
+	if (!(parse = prepare_call(&call, argv))) {
 		return -1;
 	}
-	strcpy(parse, data); /* safe: sized above */
-	split_args(&call, parse, argv, parse + strlen(data) + 1);
 	res = pyast_on_app(&call);
 	apply_deferred_sets(chan, &call);
 	ast_free(parse);
@@ -213,21 +226,14 @@ static int app_exec(struct ast_channel *chan, const char *data)
 static int func_read2(struct ast_channel *chan, const char *function, char *data,
 	struct ast_str **buf, ssize_t len)
 {
-	const char *args = S_OR(data, "");
-	struct pyast_call call = { .chan = chan, .name = function, .data = args };
+	struct pyast_call call = { .chan = chan, .name = function, .data = S_OR(data, "") };
 	char *argv[PYAST_MAX_ARGS];
 	char *parse;
 	int res;
 
-	if (shutting_down) {
+	if (shutting_down || !(parse = prepare_call(&call, argv))) {
 		return -1;
 	}
-	parse = ast_malloc(strlen(args) + 1 + PACKED_SIZE(function, args));
-	if (!parse) {
-		return -1;
-	}
-	strcpy(parse, args); /* safe: sized above */
-	split_args(&call, parse, argv, parse + strlen(args) + 1);
 	res = pyast_on_func_read(&call);
 	apply_deferred_sets(chan, &call);
 	if (!res) {
@@ -239,21 +245,14 @@ static int func_read2(struct ast_channel *chan, const char *function, char *data
 
 static int func_write(struct ast_channel *chan, const char *function, char *data, const char *value)
 {
-	const char *args = S_OR(data, "");
-	struct pyast_call call = { .chan = chan, .name = function, .data = args };
+	struct pyast_call call = { .chan = chan, .name = function, .data = S_OR(data, "") };
 	char *argv[PYAST_MAX_ARGS];
 	char *parse;
 	int res;
 
-	if (shutting_down) {
+	if (shutting_down || !(parse = prepare_call(&call, argv))) {
 		return -1;
 	}
-	parse = ast_malloc(strlen(args) + 1 + PACKED_SIZE(function, args));
-	if (!parse) {
-		return -1;
-	}
-	strcpy(parse, args); /* safe: sized above */
-	split_args(&call, parse, argv, parse + strlen(args) + 1);
 	res = pyast_on_func_write(&call, S_OR(value, ""));
 	apply_deferred_sets(chan, &call);
 	ast_free(parse);
