@@ -38,34 +38,34 @@ def _in_one_set(expr: str) -> Callable[[int], list[str]]:
 
 def variants(agi: FastAgiServer | None) -> list[Variant]:
     v = [
-        Variant("len", "native function ${LEN(hello)}", "function", _in_one_set("${LEN(hello)}"), 20000, 60000,
+        Variant("len", "native function ${LEN(hello)}", "function", _in_one_set("${LEN(hello)}"), 10000, 30000,
                 check="X=5"),
-        Variant("pylen", "Python function ${PYLEN(hello)}", "function", _in_one_set("${PYLEN(hello)}"), 20000, 60000,
+        Variant("pylen", "Python function ${PYLEN(hello)}", "function", _in_one_set("${PYLEN(hello)}"), 10000, 30000,
                 check="X=5"),
-        Variant("noop", "native app NoOp()", "application", _repeat("NoOp()"), 20000, 60000),
-        Variant("set", "native app Set(PYX=hello)", "application", _repeat("Set(PYX=hello)"), 20000, 60000,
+        Variant("noop", "native app NoOp()", "application", _repeat("NoOp()"), 10000, 30000),
+        Variant("set", "native app Set(PYX=hello)", "application", _repeat("Set(PYX=hello)"), 10000, 30000,
                 check="PYX=hello"),
-        Variant("pynop", "Python app PyNop() (no C call inside)", "application", _repeat("PyNop()"), 20000, 60000),
-        Variant("pyset", "Python app PySet(hello) (one set_var)", "application", _repeat("PySet(hello)"), 20000, 60000,
+        Variant("pynop", "Python app PyNop() (no C call inside)", "application", _repeat("PyNop()"), 10000, 30000),
+        Variant("pyset", "Python app PySet(hello) (one set_var)", "application", _repeat("PySet(hello)"), 10000, 30000,
                 check="PYX=hello"),
         Variant("pysetnow", "Python app PySetNow(hello) (set_var + get_var: 1 C call)", "application",
-                _repeat("PySetNow(hello)"), 10000, 30000, check="PYX=hello"),
-        Variant("gosub", "native Gosub into Set + Return", "gosub", _repeat("Gosub(sub-set,s,1)"), 10000, 30000,
+                _repeat("PySetNow(hello)"), 5000, 15000, check="PYX=hello"),
+        Variant("gosub", "native Gosub into Set + Return", "gosub", _repeat("Gosub(sub-set,s,1)"), 5000, 15000,
                 check="SUBX=hello"),
     ]
     if agi is not None:
         v += [
             Variant("agi_noop", "FastAGI (panoramisk), connect + no command", "fastagi",
-                    _repeat(f"AGI({agi.url('noop')})"), 30, 100),
+                    _repeat(f"AGI({agi.url('noop')})"), 30, 60),
             Variant("agi_set", "FastAGI (panoramisk), one SET VARIABLE", "fastagi",
-                    _repeat(f"AGI({agi.url('set')})"), 30, 100, check="AGIX=hello"),
+                    _repeat(f"AGI({agi.url('set')})"), 30, 60, check="AGIX=hello"),
         ]
     v += [
         Variant("lua", "pbx_lua: Gosub into a Lua context that sets a variable", "lua",
-                _repeat("Gosub(luabench,set,1)"), 3, 6, k_hi=4,
+                _repeat("Gosub(luabench,set,1)"), 3, 4, k_hi=4,
                 check="LUAX=hello"),
         Variant("lua_nas", "pbx_lua: same, Lua calls autoservice_stop() first", "lua",
-                _repeat("Gosub(luabench,setnas,1)"), 3, 6, k_hi=4,
+                _repeat("Gosub(luabench,setnas,1)"), 3, 4, k_hi=4,
                 check="LUAX=hello"),
     ]
     return v

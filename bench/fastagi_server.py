@@ -54,12 +54,12 @@ async def callservice(request: fast_agi.Request) -> None:
     progress = _arg(request, 8) or "2"
     sops = [s for s in (sop1, sop2) if s]
     # one command reads the reachability of every SOP (qualify -> device state)
-    states = _value(await request.send_command(
-        "GET FULL VARIABLE " + "\x1f".join(f"${{DEVICE_STATE(PJSIP/{s})}}" for s in sops).join('""')
-    )).split("\x1f")
-    # header values for the pre-dial handler (cs-predial-agi adds them with PJSIP_HEADER)
+    reads = "\x1f".join(f"${{DEVICE_STATE(PJSIP/{s})}}" for s in sops)
+    states = _value(await request.send_command(f'GET FULL VARIABLE "{reads}"')).split("\x1f")
+    # header values for the pre-dial handler (cs-predial-agi adds them with PJSIP_HEADER);
+    # the leading '_' makes Dial's outgoing channel inherit them
     for i, p in enumerate(params, 1):
-        await request.send_command(f'SET VARIABLE CS_H{i} "{_b64(p)}"')
+        await request.send_command(f'SET VARIABLE _CS_H{i} "{_b64(p)}"')
     status, chosen, tried = "UNAVAILABLE", "", []
     for sop, state in zip(sops, states + [""] * len(sops)):
         if state == "UNAVAILABLE":

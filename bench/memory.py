@@ -1,14 +1,16 @@
 """5. Memory: Asterisk VmRSS with and without pbx_python, and across many CallService calls.
 
 Boot RSS: the same configuration (CDR/CEL/AMI off) started without the module, with the module
-autoloaded at boot (loading dialplan_funcs.callservice and px_bench), and with the module loaded
-later by 'module load'; RSS is read 2 s after boot (median of 5 reads 0.2 s apart), once per
+autoloaded at boot loading only px_bench (four tiny callables), autoloaded loading
+dialplan_funcs.callservice and px_bench, and loaded later by 'module load' (callservice + px_bench); RSS is read 2 s after boot (median of 5 reads 0.2 s apart), once per
 repetition (a fresh process each time).
 
 Growth: a two-SOP cluster; on sopA, 4 Local channels run CallService(2000,sopB,,p1..p4) in
 dialplan loops (each call is a real PJSIP call to sopB, which answers and hangs up after reading
 the four parameters with INITSERVICE). RSS and the Python object count are sampled after every
-batch of calls; 'after 1k' and 'after 10k' are the samples at those points.
+1000 calls; 'after 1k' and 'after 10k' are the samples at those points. A native control runs the
+same number of calls through native dialplan (Dial with a pre-dial handler, the receiver reading
+the values back) on a fresh cluster, to show what Asterisk itself does to RSS over those calls.
 (quick mode: CallService to the local SOP -- a Local channel into the service context, the same
 Python path without SIP -- because SIP calls at this machine's rate make 10k calls too slow.)
 """
@@ -34,7 +36,7 @@ def rss_kb(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def settled_rss(ast: Any, wait: float = 2.0) -> int:
+def settled_rss(ast: Any, wait: float = 1.0) -> int:
     time.sleep(wait)
     samples = []
     for _ in range(5):
@@ -49,6 +51,8 @@ def boot_rss(kind: str) -> int:
         inst = Instance("memno", BOOT_EXT, python=False, configs=NO_AMI)
     elif kind == "autoload":
         inst = Instance("memat", BOOT_EXT, configs=NO_AMI, pymodules=PY_MODULES, pyextra=extra)
+    elif kind == "autoload_min":   # the module with one tiny Python module (px_bench) only
+        inst = Instance("memam", BOOT_EXT, configs=NO_AMI, pymodules=("px_bench",))
     else:  # loaded later
         inst = Instance("memlt", BOOT_EXT, configs={**NO_AMI, "pbx_python.conf": pbx_python_conf(PY_MODULES, extra=extra)},
                         noload=("pbx_lua.so", "pbx_python.so"))
@@ -66,15 +70,20 @@ def boot_rss(kind: str) -> int:
 
 def growth_extensions(node: str, batch: int, local: bool) -> str:
     target = "sopA" if local else "sopB"
+    p = "alpha,beta,gamma,delta"
+    if local:   # native control: a Local channel whose pre-dial handler sets the variables
+        native_dial = f"Local/2001@callservice-in/n,,gb(cs-predial-local^s^1({p}))"
+    else:       # native control: the X-CS-* headers added by a pre-dial handler
+        native_dial = f"PJSIP/2001@sopB,,gb(cs-predial-native^s^1({p}))"
     return f"""\
 [general]
 static = yes
 
 [bench]
-exten => csloop,1,Answer()
+exten => csloop,1,Answer(,i)
  same => n,Set(I=0)
  same => n,While($[${{I}} < {batch}])
- same => n,CallService(2000,{target},,alpha,beta,gamma,delta)
+ same => n,CallService(2000,{target},,{p})
  same => n,GotoIf($["${{CALLSERVICE_STATUS}}" != "ANSWER"]?bad)
  same => n,Set(I=$[${{I}} + 1])
  same => n,EndWhile()
@@ -82,10 +91,41 @@ exten => csloop,1,Answer()
  same => n,Hangup()
  same => n(bad),Verbose(0,BENCH csloop bad ${{I}} ${{CALLSERVICE_STATUS}} ${{CALLSERVICE_TRIED}})
  same => n,Hangup()
+exten => nativeloop,1,Answer(,i)
+ same => n,Set(I=0)
+ same => n,While($[${{I}} < {batch}])
+ same => n,Dial({native_dial})
+ same => n,GotoIf($["${{DIALSTATUS}}" != "ANSWER"]?bad)
+ same => n,Set(I=$[${{I}} + 1])
+ same => n,EndWhile()
+ same => n,Verbose(0,BENCH nativeloop ok ${{I}})
+ same => n,Hangup()
+ same => n(bad),Verbose(0,BENCH nativeloop bad ${{I}} ${{DIALSTATUS}})
+ same => n,Hangup()
+
+[cs-predial-local]
+exten => s,1,Set(CS_IN=local)
+ same => n,Set(CS_P1=${{ARG1}})
+ same => n,Set(CS_P2=${{ARG2}})
+ same => n,Set(CS_P3=${{ARG3}})
+ same => n,Set(CS_P4=${{ARG4}})
+ same => n,Return()
+
+[cs-predial-native]
+exten => s,1,Set(PJSIP_HEADER(add,X-CS-V)=1)
+ same => n,Set(PJSIP_HEADER(add,X-CS-Origin)=sopA)
+ same => n,Set(PJSIP_HEADER(add,X-CS-P1)=${{BASE64_ENCODE(${{ARG1}})}})
+ same => n,Set(PJSIP_HEADER(add,X-CS-P2)=${{BASE64_ENCODE(${{ARG2}})}})
+ same => n,Set(PJSIP_HEADER(add,X-CS-P3)=${{BASE64_ENCODE(${{ARG3}})}})
+ same => n,Set(PJSIP_HEADER(add,X-CS-P4)=${{BASE64_ENCODE(${{ARG4}})}})
+ same => n,Return()
 
 [callservice-in]
-exten => 2000,1,Answer()
+exten => 2000,1,Answer(,i)
  same => n,Set(P=${{INITSERVICE(1)}}${{INITSERVICE(2)}}${{INITSERVICE(3)}}${{INITSERVICE(4)}})
+ same => n,Hangup()
+exten => 2001,1,Answer(,i)
+ same => n,Set(P={"${CS_P1}${CS_P2}${CS_P3}${CS_P4}" if local else "".join(f"${{BASE64_DECODE(${{PJSIP_HEADER(read,X-CS-P{i})}})}}" for i in range(1, 5))})
  same => n,Hangup()
 """
 
@@ -95,38 +135,46 @@ def py_objects(ast: Any) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def growth(mode: Mode) -> dict[str, Any]:
+def growth(mode: Mode, ext: str = "csloop") -> dict[str, Any]:
+    """RSS after every 1000 calls of ``ext`` (csloop: CallService; nativeloop: native control)."""
     local = mode.quick
-    channels, batch = 4, 250            # 1000 calls per round
-    rounds = 10
+    channels, batch = 4, 250            # 1000 calls per loop round
+    # RSS is sampled at these call counts (quick: fewer samples, each costs ~1.5 s of settling)
+    checkpoints = [1000, 4000, 7000, 10000] if mode.quick else list(range(1000, 10001, 1000))
     names = ["sopA"] if local else ["sopA", "sopB"]
     with Cluster(names, lambda n: growth_extensions(n, batch, local), qualify=not local) as cl:
         a = cl["sopA"]
         samples = [{"calls": 0, "rss_kb": settled_rss(a, 0.5), "py_objects": py_objects(a), "t": 0.0}]
         t_start = time.monotonic()
-        for r in range(rounds):
+        done, busy = 0, 0.0
+        while done < checkpoints[-1]:
+            t_round = time.monotonic()
             since = a.log_offset()
             for _ in range(channels):
-                a.cli("channel originate Local/csloop@bench application Wait 3600")
-            lines = wait_bench_lines(a, "csloop", channels, since, timeout=600)
+                a.cli(f"channel originate Local/{ext}@bench application Wait 3600")
+            lines = wait_bench_lines(a, ext, channels, since, timeout=120)
             bad = [ln for ln in lines if not ln.startswith("ok")]
             if bad:
-                raise RuntimeError(f"CallService calls failed during the memory run: {bad[:3]}")
+                raise RuntimeError(f"{ext}: calls failed during the memory run: {bad[:3]}")
             wait_no_channels(a, 60)
-            samples.append({"calls": (r + 1) * channels * batch, "rss_kb": settled_rss(a, 0.5),
-                            "py_objects": py_objects(a), "t": time.monotonic() - t_start})
-            log(f"memory growth: {samples[-1]}")
-        b_rss = settled_rss(cl["sopB"], 0.1) if not local else None
+            busy += time.monotonic() - t_round
+            done += channels * batch
+            if done in checkpoints:
+                samples.append({"calls": done, "rss_kb": settled_rss(a, 0.5),
+                                "py_objects": py_objects(a), "t": time.monotonic() - t_start})
+        log(f"memory growth {ext}: " + ", ".join(f"{s['calls']}:{s['rss_kb']}" for s in samples))
+        warnings = a.log_text().count(" WARNING[")
     by_calls = {s["calls"]: s for s in samples}
     return {"path": "local SOP (Local channel)" if local else "remote SOP over PJSIP",
             "samples": samples, "rss_1k_kb": by_calls[1000]["rss_kb"], "rss_10k_kb": by_calls[10000]["rss_kb"],
             "growth_1k_to_10k_kb": by_calls[10000]["rss_kb"] - by_calls[1000]["rss_kb"],
             "objects_1k": by_calls[1000]["py_objects"], "objects_10k": by_calls[10000]["py_objects"],
-            "calls_per_s": 10000 / samples[-1]["t"] if samples[-1]["t"] else None, "sopB_rss_kb": b_rss}
+            "calls_per_s": checkpoints[-1] / busy if busy else None,
+            "log_warnings": warnings}
 
 
 def run(mode: Mode) -> dict[str, Any]:
-    boot: dict[str, list[int]] = {"without": [], "autoload": [], "later": []}
+    boot: dict[str, list[int]] = {"without": [], "autoload_min": [], "autoload": [], "later": []}
     for rep in range(mode.reps):
         for kind in boot:
             boot[kind].append(boot_rss(kind))
@@ -135,7 +183,9 @@ def run(mode: Mode) -> dict[str, Any]:
                            "boot_rss_kb": {k: stats(v) for k, v in boot.items()}}
     out["added_autoload_kb"] = stats([a - b for a, b in zip(boot["autoload"], boot["without"])])
     out["added_later_kb"] = stats([a - b for a, b in zip(boot["later"], boot["without"])])
-    out["growth"] = growth(mode)
+    out["added_min_kb"] = stats([a - b for a, b in zip(boot["autoload_min"], boot["without"])])
+    out["growth"] = growth(mode, "csloop")
+    out["growth_native"] = growth(mode, "nativeloop")
     return out
 
 
