@@ -10,8 +10,8 @@ the thread state persists). Then it times, per call:
   bare        an extern "Python" callback that returns 0 (the cffi + GIL floor)
   on_app      pbx_python._runtime.on_app dispatching to px_bench's PyNop / PySet (the real code)
   on_func     pbx_python._runtime.on_func_read dispatching to px_bench's PYLEN
-  + what-ifs  the same with one change applied by monkeypatching (nothing in the package is
-              edited): a cheaper encode(), no threading.local, a lean dispatcher, ...
+  C-API       what-if: a trampoline that takes the GIL and calls a per-name Python callable with
+              the C API (PyUnicode_DecodeUTF8 arguments, a bytes result), no cffi callback
 
 C side costs (ast_strdup + argument splitting + apply_sets in the trampoline, Asterisk's own
 pbx_exec and channel snapshot) are not in these numbers; the in-Asterisk benchmark has them.
@@ -31,18 +31,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-CDEF = """
-struct ast_channel;
-struct pyast_call {
-    struct ast_channel *chan;
-    const char *name;
-    const char *data;
-    int argc;
-    char **argv;
-    const char *result;
-    int nset;
-    const char *sets;
-};
+def _call_struct() -> str:
+    """`struct pyast_call {...};` exactly as csrc/build_module.py declares it (it changes)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("_pxb_build_module", ROOT / "csrc" / "build_module.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)   # type: ignore[union-attr]
+    cdef = mod.CDEF
+    i = cdef.index("struct pyast_call {")
+    return cdef[i:cdef.index("};", i) + 2]
+
+
+STRUCT = _call_struct()
+HAS_PACKED = "packed" in STRUCT
+
+CDEF = "struct ast_channel;\n" + STRUCT + """
 extern "Python" int cb_bare(struct pyast_call *call);
 extern "Python" int cb_app(struct pyast_call *call);
 extern "Python" int cb_func(struct pyast_call *call);
@@ -56,28 +59,41 @@ SOURCE = r"""
 #include <time.h>
 #include <stdlib.h>
 struct ast_channel { int dummy; };
-struct pyast_call {
-    struct ast_channel *chan; const char *name; const char *data; int argc; char **argv;
-    const char *result; int nset; const char *sets;
-};
+""" + STRUCT + r"""
 static int cb_bare(struct pyast_call *call);
 static int cb_app(struct pyast_call *call);
 static int cb_func(struct pyast_call *call);
 static struct ast_channel fake_chan;
 static volatile size_t sink;
 
-/* n calls from C; returns seconds. which: 0 bare, 1 app, 2 func read. */
+/* n calls from C; returns seconds. which: 0 bare, 1 app, 2 func read. Fills the call the way
+ * the module's trampolines do (argv, and the packed "name\0arg" buffer when the struct has it). */
 static double drive(int which, int n, const char *name)
 {
     struct timespec a, b;
     char arg0[] = "hello";
     char *argv[1] = { arg0 };
+    char packed[64];
+    size_t plen = strlen(name);
     int i;
+    memcpy(packed, name, plen);
+    packed[plen] = 0;
+    memcpy(packed + plen + 1, "hello", 6);
+    plen += 6;
     clock_gettime(CLOCK_MONOTONIC, &a);
     for (i = 0; i < n; i++) {
-        struct pyast_call call = { .chan = &fake_chan, .name = name, .data = "hello",
-                                   .argc = 1, .argv = argv };
-        int res = which == 0 ? cb_bare(&call) : which == 1 ? cb_app(&call) : cb_func(&call);
+        struct pyast_call call;
+        int res;
+        memset(&call, 0, sizeof(call));
+        call.chan = &fake_chan;
+        call.name = name;
+        call.data = "hello";
+        call.argc = 1;
+        call.argv = argv;
+""" + ("""        call.packed = packed;
+        call.packed_len = plen;
+""" if HAS_PACKED else "") + r"""
+        res = which == 0 ? cb_bare(&call) : which == 1 ? cb_app(&call) : cb_func(&call);
         /* what the trampoline reads back: the deferred sets and the result */
         if (call.nset > 0 && call.sets) sink += strlen(call.sets);
         if (call.result) sink += strlen(call.result);
@@ -143,6 +159,12 @@ def main() -> None:
     import px_bench  # noqa: F401 - declares PyNop, PySet, PYLEN into reg
     registry.collect_into(prev)
     _runtime.state.registry = reg
+    if hasattr(_runtime.state, "apps_exact"):      # newer runtimes index the exact names too
+        try:
+            _runtime.state.apps_exact = {spec.name: spec for spec in reg.apps.values()}
+        except Exception:  # noqa: BLE001
+            pass
+    Channel = channel_mod.Channel
     _runtime._ffi, _runtime._lib = ffi, lib
     ast.bind(ffi, lib)
 
@@ -183,100 +205,7 @@ def main() -> None:
 
     scenario("as shipped")
 
-    # what-if 1: encode() without `b"\0" in data` (bytes.__contains__ with a bytes argument first
-    # tries it as an integer, raising and formatting a TypeError that it then clears)
-    orig_encode = ast.encode
-
-    def encode_fast(text: str) -> bytes:
-        data = text.encode("utf-8", "surrogateescape")
-        if 0 in data:
-            raise ValueError("a NUL character cannot be passed to Asterisk")
-        return data
-    ast.encode = encode_fast
-    channel_mod.encode = encode_fast
-    scenario("encode: `0 in data`")
-
-    # what-if 2: + result kept alive on the Channel/call instead of a threading.local attribute
-    orig_hand_back = _runtime._hand_back
-
-    def hand_back_no_tls(call: Any, chan: Any, result: bytes | None = None) -> None:
-        n, batch = chan._take_pending()
-        if n:
-            buf = _runtime._ffi.from_buffer(batch)
-            call.sets = buf
-            call.nset = n
-            _keep.append(buf)
-        if result is not None:
-            buf = _runtime._ffi.from_buffer(result + b"\0")
-            call.result = buf
-            _keep.append(buf)
-    _keep: list[Any] = []
-
-    class _Trim:   # clear the keep list once per call, like the TLS slot is overwritten
-        pass
-    orig_on_app, orig_on_func = _runtime.on_app, _runtime.on_func_read
-
-    def on_app2(call: Any) -> int:
-        _keep.clear()
-        return orig_on_app(call)
-
-    def on_func2(call: Any) -> int:
-        _keep.clear()
-        return orig_on_func(call)
-    _runtime._hand_back = hand_back_no_tls
-    current["app"], current["func"] = on_app2, on_func2
-    measure("+ no threading.local: on_app -> PySet", 1, "PySet")
-    measure("+ no threading.local: on_func_read -> PYLEN", 2, "PYLEN")
-    _runtime._hand_back = orig_hand_back
-
-    # what-if 3: a lean dispatcher -- names decoded once per C pointer, no per-call Stats lookup
-    # by name, bytes results/sets handed back through ffi.new'd buffers without from_buffer.
-    apps_by_ptr: dict[int, Any] = {}
-    funcs_by_ptr: dict[int, Any] = {}
-    string = ffi.string
-    Channel = channel_mod.Channel
-
-    def lean_app(call: Any) -> int:
-        key = int(ffi.cast("intptr_t", call.name))
-        entry = apps_by_ptr.get(key)
-        if entry is None:
-            name = string(call.name).decode()
-            spec = reg.apps[name.lower()]
-            entry = apps_by_ptr[key] = (spec.handler, _runtime._stats(spec.name))
-        handler, st = entry
-        st.calls += 1
-        chan = Channel(call.chan, call)
-        argv = call.argv
-        res = handler(chan, *[string(argv[i]).decode("utf-8", "surrogateescape") for i in range(call.argc)])
-        if chan._pending:
-            n, batch = chan._take_pending()
-            buf = ffi.new("char[]", batch)
-            call.sets = buf
-            call.nset = n
-            _keep[:] = [buf]
-        return res or 0
-
-    def lean_func(call: Any) -> int:
-        key = int(ffi.cast("intptr_t", call.name))
-        entry = funcs_by_ptr.get(key)
-        if entry is None:
-            spec = reg.functions[string(call.name).decode()]
-            entry = funcs_by_ptr[key] = (spec.reader, _runtime._stats(spec.name))
-        reader, st = entry
-        st.calls += 1
-        chan = Channel(call.chan, call)
-        argv = call.argv
-        value = reader(chan, *[string(argv[i]).decode("utf-8", "surrogateescape") for i in range(call.argc)])
-        buf = ffi.new("char[]", value.encode() if isinstance(value, str) else value)
-        call.result = buf
-        _keep[:] = [buf]
-        return 0
-    current["app"], current["func"] = lean_app, lean_func
-    measure("lean dispatcher sketch: -> PyNop", 1, "PyNop")
-    measure("lean dispatcher sketch: -> PySet", 1, "PySet")
-    measure("lean dispatcher sketch: -> PYLEN", 2, "PYLEN")
-
-    # what-if 4: the C-API trampoline sketched in drive_capi (encode fix kept)
+    # what-if: the C-API trampoline sketched in drive_capi
     def capi_measure(label: str, fn: Callable[..., Any]) -> None:
         keep = fn   # noqa: F841 - id(fn) is passed to C as the PyObject pointer
         ptr = ffi.cast("void *", id(fn))
@@ -305,29 +234,29 @@ def main() -> None:
     capi_measure("C-API trampoline sketch: -> PySet", bind_app(reg.apps["pyset"].handler))
     capi_measure("C-API trampoline sketch: -> PYLEN", bind_func(reg.functions["PYLEN"].reader))
 
-    ast.encode = orig_encode
-    channel_mod.encode = orig_encode
 
-    # the pieces of the shipped path, each timed alone in Python (no C boundary)
+    # some pieces of a call, each timed alone in Python (no C boundary)
     import timeit
     call = ffi.new("struct pyast_call *")
-    argv = ffi.new("char *[1]")
-    a0 = ffi.new("char[]", b"hello")
-    argv[0] = a0
-    call.name, call.argc, call.argv = names["PySet"], 1, argv
+    packed = ffi.new("char[]", b"PySet\0hello")
+    if HAS_PACKED:
+        call.packed, call.packed_len = packed, 11
+    call.name = names["PySet"]
     call.chan = ffi.cast("struct ast_channel *", 1)
+    handler = reg.apps["pyset"].handler
     pieces = {
-        "ffi.string(call.name).decode()": lambda: _runtime._ffi.string(call.name).decode("utf-8", "surrogateescape"),
-        "registry dict lookup (name.lower())": lambda: reg.apps.get("PySet".lower()),
+        "ffi.unpack(call.packed, n).decode().split('\\0')": (lambda: ffi.unpack(call.packed, call.packed_len)
+                                                          .decode("utf-8", "surrogateescape").split("\0"))
+        if HAS_PACKED else (lambda: None),
+        "ffi.string(call.name).decode()": lambda: ffi.string(call.name).decode("utf-8", "surrogateescape"),
+        "call.chan (cdata field read)": lambda: call.chan,
         "Channel(ptr, call)": lambda: Channel(call.chan, call),
-        "_stats(name)": lambda: _runtime._stats("PySet"),
-        "_args(call)": lambda: _runtime._args(call),
-        "encode(name) as shipped (b'\\0' in)": lambda: orig_encode("PYX"),
-        "encode(name) with `0 in`": lambda: encode_fast("PYX"),
+        "PySet handler on a Channel (deferred set_var)": lambda: handler(Channel(call.chan, call), "hello"),
         "ffi.from_buffer(bytes)": lambda: ffi.from_buffer(b"PYX\0hello\0"),
-        "ffi.new('char[]', bytes)": lambda: ffi.new("char[]", b"PYX\0hello\0"),
         "threading.local attribute store": lambda: setattr(_runtime._tls, "keep", None),
-        "call.sets = buf (cdata setattr)": lambda: setattr(call, "nset", 1),
+        "cdata int field store (call.nset = 1)": lambda: setattr(call, "nset", 1),
+        "empty Python function call": lambda: None,
+        "on_app(call) -> PySet, called from Python (no C boundary)": lambda: _runtime.on_app(call),
     }
     piece_rows = []
     for label, fn in pieces.items():
@@ -337,7 +266,7 @@ def main() -> None:
     print(f"per call, microseconds (N={args.n}, {args.reps} reps): min / median / max")
     for label, lo, med, hi in results:
         print(f"  {label:60s} {lo:6.2f} {med:6.2f} {hi:6.2f}")
-    print("pieces of on_app, each alone (best of reps, microseconds):")
+    print("pieces, each alone in Python (best of reps, microseconds):")
     for label, t in piece_rows:
         print(f"  {label:60s} {t:6.3f}")
 
