@@ -136,7 +136,10 @@ static double drive_capi(void *fnp, int n)
 
 def build() -> tuple[Any, Any]:
     import cffi
+    import atexit
+    import shutil
     tmp = Path(tempfile.mkdtemp(prefix="pxbprof"))
+    atexit.register(shutil.rmtree, tmp, True)
     ffi = cffi.FFI()
     ffi.cdef(CDEF)
     ffi.set_source("_pxb_profile", SOURCE, extra_compile_args=["-O2"])

@@ -35,13 +35,16 @@ so look at the spread, and compare rows of one run rather than runs.
 """
 
 
-def load_results() -> list[tuple[Path, dict[str, Any]]]:
+def load_results(mode: Optional[str] = None) -> list[tuple[Path, dict[str, Any]]]:
+    """Every stored run, oldest first (only runs of ``mode`` -- quick/full -- when given)."""
     out = []
     for p in sorted(RESULTS_DIR.glob("*.json")):
         try:
-            out.append((p, json.loads(p.read_text())))
+            run = json.loads(p.read_text())
         except (OSError, ValueError):
             continue
+        if mode is None or run.get("mode") == mode:
+            out.append((p, run))
     return out
 
 
@@ -56,7 +59,11 @@ def latest(results: list[tuple[Path, dict[str, Any]]], name: str) -> Optional[tu
 def f(x: Any, nd: int = 2) -> str:
     if x is None:
         return "–"
-    if isinstance(x, (int, float)):
+    if isinstance(x, bool):
+        return str(x)
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
         if abs(x) >= 1000:
             return f"{x:,.0f}"
         if abs(x) >= 100:
@@ -315,8 +322,8 @@ def errors_section(results: list[tuple[Path, dict[str, Any]]]) -> str:
     return out + "\n"
 
 
-def generate() -> str:
-    results = load_results()
+def generate(mode: Optional[str] = None) -> str:
+    results = load_results(mode)
     if not results:
         return "No results yet: run `make bench`.\n"
     r = {n: latest(results, n) for n in ("dispatch", "concurrency", "callservice_e2e", "failover", "memory")}
@@ -331,8 +338,8 @@ def generate() -> str:
     return "".join(parts)
 
 
-def write_report() -> Path:
-    body = generate()
+def write_report(mode: Optional[str] = None) -> Path:
+    body = generate(mode)
     if DOC.exists():
         text = DOC.read_text()
         if BEGIN in text and END in text:
@@ -346,4 +353,5 @@ def write_report() -> Path:
 
 
 if __name__ == "__main__":
-    print(write_report())
+    import sys
+    print(write_report(sys.argv[1] if len(sys.argv) > 1 else None))

@@ -3,7 +3,7 @@
     make bench                                  # full mode
     make bench BENCH_ARGS="--quick"             # a few minutes
     make bench BENCH_ARGS="--quick --only dispatch memory"
-    .venv/bin/python bench/run.py --report-only  # rebuild the markdown from bench/results/
+    .venv/bin/python bench/run.py --report-only [--report-mode full]   # rebuild the markdown
 
 Benchmarks report; nothing here asserts a timing. Each comparison is a module of bench/ with
 run(mode) -> dict; a failing comparison is recorded as an error and the others still run.
@@ -34,12 +34,15 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"run only these comparisons ({', '.join(ORDER)})")
     p.add_argument("--reps", type=int, default=5, help="repetitions per measurement (>= 5; default 5)")
     p.add_argument("--report-only", action="store_true", help="only regenerate docs/BENCHMARKS.md")
+    p.add_argument("--report-mode", choices=["quick", "full"], default=None,
+                   help="build the report from runs of this mode only (default: the newest result "
+                        "of each comparison, whatever its mode)")
     p.add_argument("--no-report", action="store_true", help="do not touch docs/BENCHMARKS.md")
     args = p.parse_args(argv)
 
     import report
     if args.report_only:
-        path = report.write_report()
+        path = report.write_report(args.report_mode)
         print(f"wrote {path}")
         return 0
     if not common.MODULE_SO.is_file():
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     out_path.write_text(json.dumps(result, indent=1, default=str))
     log(f"results: {out_path} ({result['seconds']} s)")
     if not args.no_report:
-        path = report.write_report()
+        path = report.write_report(args.report_mode)
         log(f"report: {path}")
     return 0 if all(b.get("status") == "ok" for b in result["benchmarks"].values()) else 1
 

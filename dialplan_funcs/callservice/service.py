@@ -335,7 +335,7 @@ def _dial(chan: px.Channel, step: routing.Step, exten: str, s: Settings, meta: c
     finally:
         _pending.pop(token, None)
     reads = ["${DIALSTATUS}", "${RINGTIME}", "${PROGRESSTIME}"]
-    if leg.channel:
+    if leg.channel and step.kind is routing.Kind.REMOTE:  # Local legs record no hangup cause
         reads += [f"${{HANGUPCAUSE({leg.channel},ast)}}", f"${{HANGUPCAUSE({leg.channel},tech)}}"]
     values = chan.eval(SEP.join(reads)).split(SEP) + ["", ""]
     status, ring, prog, cause, tech = values[:5]

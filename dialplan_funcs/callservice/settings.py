@@ -29,6 +29,7 @@ are collected and reported together in one SettingsError.
 from __future__ import annotations
 
 import math
+from functools import cached_property
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -69,7 +70,7 @@ class Settings:
     secret: str | None = field(default=None, repr=False)
     endpoints: Mapping[str, str] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def cluster(self) -> Cluster:
         return Cluster(
             local_sop=self.local_sop, sops=frozenset(self.sops), max_hops=self.max_hops,
