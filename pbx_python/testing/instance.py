@@ -255,6 +255,13 @@ class AsteriskInstance:
         rc = self.returncode
         return rc is not None and rc < 0 and rc != -signal.SIGKILL
 
+    @property
+    def crashed_after_clean_end(self) -> bool:
+        """Crashed, but only after Asterisk logged "cleanly ending": in its last-minute
+        cleanups (seen here: pjproject asserting on an OPTIONS response during teardown), when
+        every module, pbx_python included, had already been shut down."""
+        return self.crashed and "Asterisk cleanly ending" in self.log_text()
+
     def _close_out(self) -> None:
         if self._out is not None:
             self._out.close()

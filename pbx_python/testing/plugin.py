@@ -138,6 +138,13 @@ def asterisk_factory(request: pytest.FixtureRequest, asterisk_prefix: Path) -> I
     crashed = []
     for inst in made:
         inst.stop()
+        if inst.crashed_after_clean_end:
+            line = (f"{request.node.nodeid}: {inst.name} rc={inst.returncode} aborted in Asterisk's "
+                    f"final cleanup, after 'Asterisk cleanly ending' (not failing the test; "
+                    f"base kept at {inst.base})")
+            request.config.stash[_KEPT].append(line)
+            print(line)
+            continue
         if inst.crashed:
             crashed.append(inst)
         if failed or keep_all or inst.crashed:
