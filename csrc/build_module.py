@@ -29,11 +29,6 @@ struct pyast_call {
     const char *data;
     int argc;
     char **argv;
-    const char *result;
-    int nset;
-    const char *sets;
-    const char *packed;
-    size_t packed_len;
 };
 
 struct pyast_chaninfo {
@@ -63,9 +58,6 @@ struct pyast_out {
 };
 
 extern "Python" int pyast_on_load(const struct pyast_conf_item *items, int nitems, int reload);
-extern "Python" int pyast_on_app(struct pyast_call *call);
-extern "Python" int pyast_on_func_read(struct pyast_call *call);
-extern "Python" int pyast_on_func_write(struct pyast_call *call, const char *value);
 extern "Python" int pyast_on_cli(const char *command, int argc, const char *const *argv,
                                  struct pyast_out *out);
 extern "Python" void pyast_on_shutdown(void);
@@ -78,7 +70,7 @@ void pyast_log(int level, const char *file, int line, const char *func, const ch
 void pyast_verbose(int level, const char *file, int line, const char *func, const char *msg);
 int pyast_chan_info(struct ast_channel *chan, struct pyast_chaninfo *info);
 ssize_t pyast_getvar(struct ast_channel *chan, const char *name, const char **out);
-int pyast_setvars(struct ast_channel *chan, int n, const char *sets);
+int pyast_setvars(struct ast_channel *chan, const char *sets, size_t len);
 int pyast_unsetvar(struct ast_channel *chan, const char *name);
 ssize_t pyast_func_read(struct ast_channel *chan, const char *expr, const char **out);
 int pyast_func_write(struct ast_channel *chan, const char *expr, const char *value);

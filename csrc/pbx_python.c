@@ -11,13 +11,24 @@
  * decision (which Python callable serves which name, argument handling, error mapping, statistics,
  * configuration meaning) lives in the Python package pbx_python.
  *
+ * Calls from Asterisk into Python take two routes:
+ *  - The hot path (a dialplan application run, a function read or write) calls Python through the
+ *    CPython C API: pbx_python._runtime keeps one entry callable per registered name in three
+ *    dicts (APP_ENTRIES, FUNC_READ_ENTRIES, FUNC_WRITE_ENTRIES); the trampoline takes the GIL,
+ *    looks the name up, builds the arguments as str objects and calls the entry once. The entry
+ *    returns its result and, if the Python code set variables, their batch; C copies both before
+ *    it drops the GIL, then applies the assignments without it. One GIL hand-off per call.
+ *  - Everything else (load/reload, CLI commands, shutdown) goes through cffi "extern Python"
+ *    callbacks, and Python calls back into C through cffi's lib (pyast_* below).
+ *
  * Rules kept here:
  *  - C registrations (applications, functions, CLI commands) live for the whole process; a reload
  *    only remaps names to Python callables. pbx_exec() uses the ast_app after the application
  *    returns, so unregistering an application a channel may run is a use after free.
  *  - Python is never finalised and the .so is never unmapped (linked with -z nodelete): Python
  *    keeps pointers into this image.
- *  - No channel lock is held while Python runs; cffi releases the GIL around every C helper below.
+ *  - No channel lock is held while Python runs, and no Asterisk lock is taken with the GIL held;
+ *    cffi releases the GIL around every C helper below.
  */
 
 #define ASTMM_LIBC ASTMM_IGNORE
@@ -57,14 +68,6 @@ struct pyast_call {
 	const char *data;           /*!< the raw argument string */
 	int argc;                   /*!< arguments split by Asterisk's own parser */
 	char **argv;
-	/* Filled by Python before it returns; Python keeps the memory alive until the next call. */
-	const char *result;         /*!< function read: the value */
-	int nset;                   /*!< variable assignments deferred until Python returns: */
-	const char *sets;           /*!< nset "name\0value\0" pairs, back to back */
-	/* The name and the arguments packed as "name\0arg1\0...argN" (packed_len bytes, no final
-	 * NUL counted): Python unpacks them in one operation instead of one per argument. */
-	const char *packed;
-	size_t packed_len;
 };
 
 /*! A snapshot of a channel's identity, copied under the channel lock in one call. */
@@ -95,11 +98,8 @@ struct pyast_out {
 	const char *text;
 };
 
-/* Python entry points, defined by pbx_python/_runtime.py through ffi.def_extern(). */
+/* cffi entry points, defined by pbx_python/_runtime.py through ffi.def_extern(). */
 static int pyast_on_load(const struct pyast_conf_item *items, int nitems, int reload);
-static int pyast_on_app(struct pyast_call *call);
-static int pyast_on_func_read(struct pyast_call *call);
-static int pyast_on_func_write(struct pyast_call *call, const char *value);
 static int pyast_on_cli(const char *command, int argc, const char *const *argv, struct pyast_out *out);
 static void pyast_on_shutdown(void);
 
@@ -132,93 +132,219 @@ static AST_LIST_HEAD_STATIC(registered_clis, pyast_cli);
 
 AST_THREADSTORAGE(pyast_result_buf);
 
+/*! The entry tables of the hot path (see the top of this file), indexed by enum pyast_kind. */
+enum pyast_kind { PYAST_APP, PYAST_READ, PYAST_WRITE };
+static PyObject *entry_tables[3];
+static const char *const entry_table_names[3] = {
+	"APP_ENTRIES", "FUNC_READ_ENTRIES", "FUNC_WRITE_ENTRIES",
+};
+static const char *const kind_names[3] = { "Application", "Function", "Function" };
+
 /* ---- helpers ---- */
 
-/*! Apply the variable assignments Python deferred to the end of its callback. */
-static void apply_sets(struct ast_channel *chan, int n, const char *sets)
+/*! Apply variable assignments given as "name\0value\0" pairs back to back, \a len bytes. */
+static void apply_sets(struct ast_channel *chan, const char *sets, size_t len)
 {
-	const char *name, *value;
-	int i;
+	const char *end = sets + len, *name, *value;
 
-	for (i = 0; i < n; i++) {
+	while (sets < end) {
 		name = sets;
 		value = name + strlen(name) + 1;
+		if (value >= end) {
+			break; /* malformed: a name without a value */
+		}
 		sets = value + strlen(value) + 1;
 		pbx_builtin_setvar_helper(chan, name, value);
 	}
 }
 
-static void apply_deferred_sets(struct ast_channel *chan, const struct pyast_call *call)
-{
-	if (call->nset > 0 && call->sets) {
-		apply_sets(chan, call->nset, call->sets);
-	}
-}
+/* ---- the GIL on Asterisk's threads ---- */
 
 /*!
- * Split \a data the way AST_STANDARD_APP_ARGS does (quotes, backslashes, parentheses) and pack
- * the name and the arguments into \a packed (allocated by the caller, large enough for
- * strlen(name) + strlen(data) + 2 + one NUL per argument: see PACKED_SIZE).
+ * Thread storage whose destructor drops the Python thread state pinned by python_enter(). An
+ * Asterisk thread (one per channel) gets one Python thread state on its first call into Python
+ * and keeps it until it exits: creating and destroying one per call would cost more than the
+ * call itself.
  */
-static void split_args(struct pyast_call *call, char *parse, char **argv, char *packed)
+static void tstate_unpin(void *data)
 {
-	char *out = packed;
-	size_t len;
-	int i;
+	PyThreadState **pinned = data;
 
-	call->argv = argv;
-	call->argc = __ast_app_separate_args(parse, ',', 1, argv, PYAST_MAX_ARGS);
-	len = strlen(call->name);
-	memcpy(out, call->name, len);
-	out += len;
-	for (i = 0; i < call->argc; i++) {
-		*out++ = '\0';
-		len = strlen(argv[i]);
-		memcpy(out, argv[i], len);
-		out += len;
+	/* Python's own thread-local pointer to the state may already be cleared (thread-specific
+	 * data is destroyed in no set order), so the state is kept here and deleted directly. */
+	if (*pinned) {
+		PyEval_RestoreThread(*pinned);
+		PyThreadState_Clear(*pinned);
+		PyThreadState_DeleteCurrent(); /* and releases the GIL */
 	}
-	*out = '\0';
-	call->packed = packed;
-	call->packed_len = out - packed;
+	ast_free(data);
 }
 
-/* Splitting never makes the arguments longer; one separator per argument, at most PYAST_MAX_ARGS. */
-#define PACKED_SIZE(name, data) (strlen(name) + strlen(data) + PYAST_MAX_ARGS + 2)
+AST_THREADSTORAGE_CUSTOM(pyast_tstate_pin, NULL, tstate_unpin);
+
+static PyGILState_STATE python_enter(void)
+{
+	PyThreadState **pinned = ast_threadstorage_get(&pyast_tstate_pin, sizeof(*pinned));
+	PyGILState_STATE gil = PyGILState_Ensure();
+
+	if (pinned && !*pinned) {
+		PyGILState_Ensure(); /* the pin: one more reference, never released by PyGILState */
+		*pinned = PyThreadState_Get();
+	}
+	return gil;
+}
+
+/*! Log the pending Python exception, with its traceback, to the Asterisk log. GIL held. */
+static void log_python_exception(const char *what)
+{
+	PyObject *type, *value, *tb, *tbmod, *lines = NULL, *text = NULL, *empty;
+
+	PyErr_Fetch(&type, &value, &tb);
+	PyErr_NormalizeException(&type, &value, &tb);
+	tbmod = PyImport_ImportModule("traceback");
+	if (tbmod) {
+		lines = PyObject_CallMethod(tbmod, "format_exception", "OOO", type ? type : Py_None,
+			value ? value : Py_None, tb ? tb : Py_None);
+	}
+	if (lines && (empty = PyUnicode_FromString(""))) {
+		text = PyUnicode_Join(empty, lines);
+		Py_DECREF(empty);
+	}
+	ast_log(LOG_ERROR, "%s:\n%s", what, text ? PyUnicode_AsUTF8(text) : "(no traceback)\n");
+	Py_XDECREF(text);
+	Py_XDECREF(lines);
+	Py_XDECREF(tbmod);
+	Py_XDECREF(type);
+	Py_XDECREF(value);
+	Py_XDECREF(tb);
+	PyErr_Clear();
+}
 
 /* ---- trampolines: Asterisk -> Python ---- */
 
+/*! What one Python entry gave back, copied so that it outlives the GIL. */
+struct pyast_result {
+	PyObject *value;            /*!< the entry's own result (int, bytes or None); a new reference */
+	char *sets;                 /*!< deferred assignments, "name\0value\0"...; ast_free it */
+	size_t setslen;
+};
+
 /*!
- * Split the call's argument string and pack name and arguments for Python.
- * \return the one allocation holding both (ast_free it after the call), NULL without memory.
+ * Look up the entry for \a key in \a kind's table and call it as
+ * entry(call_address, channel_address_or_None, [value,] *arguments). GIL held.
+ * \return 0 with \a out filled, -1 (logged) when there is no entry or it raised.
  */
-static char *prepare_call(struct pyast_call *call, char **argv)
+static int call_entry(enum pyast_kind kind, const char *key, struct pyast_call *call,
+	const char *value, struct pyast_result *out)
 {
-	size_t datalen = strlen(call->data);
-	char *parse = ast_malloc(datalen + 1 + PACKED_SIZE(call->name, call->data));
+	PyObject *stack[PYAST_MAX_ARGS + 3];
+	PyObject *name, *entry, *result;
+	Py_ssize_t n = 0, i;
+
+	memset(out, 0, sizeof(*out));
+	if (!(name = PyUnicode_FromString(key))) {
+		log_python_exception("pbx_python: cannot pass a name to Python");
+		return -1;
+	}
+	entry = PyDict_GetItemWithError(entry_tables[kind], name); /* borrowed */
+	Py_DECREF(name);
+	if (!entry) {
+		if (PyErr_Occurred()) {
+			log_python_exception("pbx_python: entry lookup failed");
+		} else {
+			ast_log(LOG_ERROR, "%s %s is not provided by any Python module\n", kind_names[kind], call->name);
+		}
+		return -1;
+	}
+	Py_INCREF(entry); /* a reload may replace it in the table while it runs */
+	stack[n++] = PyLong_FromVoidPtr(call);
+	stack[n++] = call->chan ? PyLong_FromVoidPtr(call->chan) : Py_NewRef(Py_None);
+	if (value) {
+		stack[n++] = PyUnicode_DecodeUTF8(value, strlen(value), "surrogateescape");
+	}
+	for (i = 0; i < call->argc; i++) {
+		stack[n++] = PyUnicode_DecodeUTF8(call->argv[i], strlen(call->argv[i]), "surrogateescape");
+	}
+	for (i = 0; i < n && stack[i]; i++) {
+	}
+	if (i < n) {
+		log_python_exception("pbx_python: cannot pass the arguments to Python");
+		result = NULL;
+	} else if (!(result = PyObject_Vectorcall(entry, stack, n, NULL))) {
+		log_python_exception("pbx_python internal error");
+	}
+	for (i = 0; i < n; i++) {
+		Py_XDECREF(stack[i]);
+	}
+	Py_DECREF(entry);
+	if (!result) {
+		return -1;
+	}
+	/* (value, b"name\0value\0...") when the Python code left assignments for C to apply */
+	if (PyTuple_CheckExact(result) && PyTuple_GET_SIZE(result) == 2) {
+		PyObject *sets = PyTuple_GET_ITEM(result, 1);
+		char *bytes;
+		Py_ssize_t len;
+
+		out->value = Py_NewRef(PyTuple_GET_ITEM(result, 0));
+		if (PyBytes_AsStringAndSize(sets, &bytes, &len)) {
+			log_python_exception("pbx_python internal error (deferred assignments)");
+		} else if (len > 0 && (out->sets = ast_malloc(len))) {
+			memcpy(out->sets, bytes, len);
+			out->setslen = len;
+		}
+		Py_DECREF(result);
+	} else {
+		out->value = result;
+	}
+	return 0;
+}
+
+/*! Split the argument string as AST_STANDARD_APP_ARGS does; returns the copy to ast_free. */
+static char *split_args(struct pyast_call *call, char **argv)
+{
+	char *parse = ast_strdup(call->data);
 
 	if (parse) {
-		memcpy(parse, call->data, datalen + 1);
-		split_args(call, parse, argv, parse + datalen + 1);
+		call->argv = argv;
+		call->argc = __ast_app_separate_args(parse, ',', 1, argv, PYAST_MAX_ARGS);
 	}
 	return parse;
+}
+
+/*! Apply what an entry left behind, once the GIL is released. */
+static void finish_call(struct ast_channel *chan, struct pyast_result *out)
+{
+	if (out->sets) {
+		apply_sets(chan, out->sets, out->setslen);
+		ast_free(out->sets);
+	}
 }
 
 static int app_exec(struct ast_channel *chan, const char *data)
 {
 	struct pyast_call call = { .chan = chan, .data = data };
+	struct pyast_result out;
 	char *argv[PYAST_MAX_ARGS];
-	char *parse;
-	int res;
+	char *parse, *key;
+	PyGILState_STATE gil;
+	int res = -1;
 
 	if (shutting_down) {
 		return -1;
 	}
 	call.name = ast_channel_appl(chan);
-	if (!(parse = prepare_call(&call, argv))) {
+	key = ast_str_to_lower(ast_strdupa(call.name)); /* application names are case-insensitive */
+	if (!(parse = split_args(&call, argv))) {
 		return -1;
 	}
-	res = pyast_on_app(&call);
-	apply_deferred_sets(chan, &call);
+	gil = python_enter();
+	if (!call_entry(PYAST_APP, key, &call, NULL, &out)) {
+		res = PyLong_Check(out.value) ? (int) PyLong_AsLong(out.value) : -1;
+		Py_DECREF(out.value);
+	}
+	PyGILState_Release(gil);
+	finish_call(chan, &out);
 	ast_free(parse);
 	return res;
 }
@@ -227,18 +353,28 @@ static int func_read2(struct ast_channel *chan, const char *function, char *data
 	struct ast_str **buf, ssize_t len)
 {
 	struct pyast_call call = { .chan = chan, .name = function, .data = S_OR(data, "") };
+	struct pyast_result out;
 	char *argv[PYAST_MAX_ARGS];
-	char *parse;
-	int res;
+	char *parse, *bytes;
+	Py_ssize_t size;
+	PyGILState_STATE gil;
+	int res = -1;
 
-	if (shutting_down || !(parse = prepare_call(&call, argv))) {
+	if (shutting_down || !(parse = split_args(&call, argv))) {
 		return -1;
 	}
-	res = pyast_on_func_read(&call);
-	apply_deferred_sets(chan, &call);
-	if (!res) {
-		ast_str_set(buf, len, "%s", S_OR(call.result, ""));
+	gil = python_enter();
+	if (!call_entry(PYAST_READ, function, &call, NULL, &out)) {
+		if (out.value != Py_None && !PyBytes_AsStringAndSize(out.value, &bytes, &size)) {
+			ast_str_set_substr(buf, len, bytes, size);
+			res = 0;
+		} else if (out.value != Py_None) {
+			log_python_exception("pbx_python internal error (function value)");
+		}
+		Py_DECREF(out.value);
 	}
+	PyGILState_Release(gil);
+	finish_call(chan, &out);
 	ast_free(parse);
 	return res;
 }
@@ -246,15 +382,22 @@ static int func_read2(struct ast_channel *chan, const char *function, char *data
 static int func_write(struct ast_channel *chan, const char *function, char *data, const char *value)
 {
 	struct pyast_call call = { .chan = chan, .name = function, .data = S_OR(data, "") };
+	struct pyast_result out;
 	char *argv[PYAST_MAX_ARGS];
 	char *parse;
-	int res;
+	PyGILState_STATE gil;
+	int res = -1;
 
-	if (shutting_down || !(parse = prepare_call(&call, argv))) {
+	if (shutting_down || !(parse = split_args(&call, argv))) {
 		return -1;
 	}
-	res = pyast_on_func_write(&call, S_OR(value, ""));
-	apply_deferred_sets(chan, &call);
+	gil = python_enter();
+	if (!call_entry(PYAST_WRITE, function, &call, S_OR(value, ""), &out)) {
+		res = PyLong_Check(out.value) ? (int) PyLong_AsLong(out.value) : -1;
+		Py_DECREF(out.value);
+	}
+	PyGILState_Release(gil);
+	finish_call(chan, &out);
 	ast_free(parse);
 	return res;
 }
@@ -484,10 +627,10 @@ static ssize_t pyast_getvar(struct ast_channel *chan, const char *name, const ch
 	return res;
 }
 
-/*! \brief Set \a n variables in one call; \a sets holds "name\0value\0" pairs back to back. */
-static int pyast_setvars(struct ast_channel *chan, int n, const char *sets)
+/*! \brief Set variables in one call; \a sets holds \a len bytes of "name\0value\0" pairs. */
+static int pyast_setvars(struct ast_channel *chan, const char *sets, size_t len)
 {
-	apply_sets(chan, n, sets);
+	apply_sets(chan, sets, len);
 	return 0;
 }
 
@@ -715,31 +858,38 @@ static int check_runtime_importable(void)
 {
 	PyGILState_STATE gil = PyGILState_Ensure();
 	PyObject *mod = PyImport_ImportModule("pbx_python._runtime");
-	int res = 0;
 
 	if (!mod) {
-		PyObject *type, *value, *tb, *tbmod, *lines = NULL, *text = NULL, *empty;
+		log_python_exception("Cannot import pbx_python._runtime");
+	}
+	Py_XDECREF(mod);
+	PyGILState_Release(gil);
+	return mod ? 0 : -1;
+}
 
-		PyErr_Fetch(&type, &value, &tb);
-		PyErr_NormalizeException(&type, &value, &tb);
-		tbmod = PyImport_ImportModule("traceback");
-		if (tbmod) {
-			lines = PyObject_CallMethod(tbmod, "format_exception", "OOO", type,
-				value ? value : Py_None, tb ? tb : Py_None);
+/*! Take references to the runtime's entry tables (dicts it keeps up to date on every load). */
+static int bind_entry_tables(void)
+{
+	PyGILState_STATE gil = PyGILState_Ensure();
+	PyObject *mod = PyImport_ImportModule("pbx_python._runtime");
+	int i, res = 0;
+
+	for (i = 0; mod && i < (int) ARRAY_LEN(entry_tables); i++) {
+		PyObject *table = PyObject_GetAttrString(mod, entry_table_names[i]);
+
+		if (!table || !PyDict_Check(table)) {
+			Py_XDECREF(table);
+			res = -1;
+			break;
 		}
-		if (lines && (empty = PyUnicode_FromString(""))) {
-			text = PyUnicode_Join(empty, lines);
-			Py_DECREF(empty);
+		Py_XSETREF(entry_tables[i], table);
+	}
+	if (!mod || res) {
+		if (PyErr_Occurred()) {
+			log_python_exception("pbx_python: cannot bind the runtime's entry tables");
+		} else {
+			ast_log(LOG_ERROR, "pbx_python._runtime has no dict %s\n", entry_table_names[i]);
 		}
-		ast_log(LOG_ERROR, "Cannot import pbx_python._runtime:\n%s",
-			text ? PyUnicode_AsUTF8(text) : "(no traceback)\n");
-		Py_XDECREF(text);
-		Py_XDECREF(lines);
-		Py_XDECREF(tbmod);
-		Py_XDECREF(type);
-		Py_XDECREF(value);
-		Py_XDECREF(tb);
-		PyErr_Clear();
 		res = -1;
 	}
 	Py_XDECREF(mod);
@@ -782,6 +932,10 @@ static int load_module(void)
 		ast_log(LOG_ERROR, "The pbx_python runtime could not start inside Python (python = '%s'); "
 			"is the pbx_python package installed for that interpreter? Details were printed on "
 			"Asterisk's stderr.\n", S_OR(executable, "(built-in)"));
+		free_config(items, n);
+		return AST_MODULE_LOAD_DECLINE;
+	}
+	if (bind_entry_tables()) {
 		free_config(items, n);
 		return AST_MODULE_LOAD_DECLINE;
 	}

@@ -11,7 +11,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from . import asterisk as ast
 from . import config as config_mod
@@ -38,7 +38,6 @@ class State:
     builtin: Registry = field(default_factory=Registry)
     config: config_mod.Config = field(default_factory=config_mod.Config)
     stats: dict[str, Stats] = field(default_factory=dict)
-    apps_exact: dict[str, AppSpec] = field(default_factory=dict)   # by registered name
     modules: list[loader.ModuleStatus] = field(default_factory=list)
     last_load: str = "never"
     loaded_at: float = 0.0
@@ -46,7 +45,7 @@ class State:
 
 
 state = State()
-_tls = threading.local()   # keeps result buffers alive until the trampoline has copied them
+_tls = threading.local()   # keeps CLI output alive until the trampoline has copied it
 _ffi: Any = None
 _lib: Any = None
 
@@ -60,31 +59,6 @@ def _stats(name: str) -> Stats:
     if st is None:
         st = state.stats.setdefault(name, Stats())
     return st
-
-
-def _unpack(call: Any) -> list[str]:
-    """[name, arg1, ...]: the C side packs them into one buffer, read here in one operation."""
-    return _ffi.unpack(call.packed, call.packed_len).decode("utf-8", "surrogateescape").split("\0")
-
-
-def _hand_back(call: Any, chan: Channel, result: Optional[bytes] = None) -> None:
-    """Give the trampoline the deferred assignments (and a function's value) to apply.
-
-    The buffers must outlive this callback: they stay referenced from the thread until the
-    next callback on the same thread replaces them (the trampoline has copied them by then).
-    """
-    keep = None
-    if chan._pending:
-        n, batch = chan._take_pending()
-        keep = _ffi.from_buffer(batch)
-        call.sets = keep
-        call.nset = n
-    if result is not None:
-        buf = _ffi.from_buffer(result)
-        call.result = buf
-        keep = (keep, buf)
-    if keep is not None:
-        _tls.keep = keep
 
 
 def _log_exception(kind: str, name: str, chan: Optional[Channel]) -> str:
@@ -106,101 +80,136 @@ def _log_exception(kind: str, name: str, chan: Optional[Channel]) -> str:
     return "".join(traceback.format_exception_only(exc_type, exc)).strip()
 
 
-# ---- applications ----
+# ---- the hot path: entries the C trampolines call ----
+#
+# One entry callable per registered name, called by the C trampoline through the C API as
+# entry(call_address, channel_address_or_None, [value,] *arguments). An entry returns its result
+# (an application: int; a function read: bytes, or None when the read failed; a write: int) or,
+# when the Python code left variable assignments for C to apply, (result, b"name\0value\0...").
+# The C side looks entries up by name in these dicts (application names in lower case), which
+# each load updates in place: a channel running an entry while a reload happens finishes with it.
 
-def on_app(call: Any) -> int:
-    parts = _ffi.unpack(call.packed, call.packed_len).decode("utf-8", "surrogateescape").split("\0")
-    name = parts[0]
-    spec: Optional[AppSpec] = state.apps_exact.get(name) or state.registry.apps.get(name.lower())
-    chan = Channel(call.chan, call)
-    if spec is None:
+Entry = Callable[..., Any]
+APP_ENTRIES: dict[str, Entry] = {}
+FUNC_READ_ENTRIES: dict[str, Entry] = {}
+FUNC_WRITE_ENTRIES: dict[str, Entry] = {}
+
+
+def _app_entry(spec: AppSpec) -> Entry:
+    handler, stats, name = spec.handler, spec.stats, spec.name
+
+    def entry(call: int, chan_addr: int, *args: str) -> Any:
+        chan = Channel(chan_addr, call)
+        stats.calls += 1
+        try:
+            res = handler(chan, *args)
+            if res is None:
+                res = 0
+            elif type(res) is not int:
+                raise TypeError(f"application {name} returned {res!r}; expected None, 0 or -1")
+        except Exception:  # noqa: BLE001 - mapped to a defined result below
+            stats.errors += 1
+            summary = _log_exception("application", name, chan)
+            chan.set_var("PYTHON_ERROR", summary)
+            res = -1 if state.config.on_exception == "hangup" else 0
+        if chan._pending:
+            return res, chan._take_pending()
+        return res
+
+    return entry
+
+
+def _called_name(call: int) -> str:
+    """The name the dialplan used (as registered with Asterisk), read from the C call."""
+    return ast.decode(_ffi.string(_ffi.cast("struct pyast_call *", call).name))
+
+
+def _removed_app_entry(key: str) -> Entry:
+    def entry(call: int, chan_addr: int, *args: str) -> int:
+        name = _called_name(call)
         ast.log(ast.LOG_ERROR, f"Application {name} is no longer provided by any Python module "
                 "(it was removed by a reload); the channel hangs up")
         _stats(name).errors += 1
         return -1
-    stats = spec.stats
-    stats.calls += 1
-    try:
-        res = spec.handler(chan, *parts[1:])
-        if res is None:
-            res = 0
-        elif type(res) is not int:
-            raise TypeError(f"application {spec.name} returned {res!r}; expected None, 0 or -1")
-    except Exception:  # noqa: BLE001 - mapped to a defined result below
-        stats.errors += 1
-        summary = _log_exception("application", spec.name, chan)
-        chan.set_var("PYTHON_ERROR", summary)
-        res = -1 if state.config.on_exception == "hangup" else 0
-    if chan._pending:
-        _hand_back(call, chan)
-    return res
+
+    return entry
 
 
-# ---- functions ----
+def _func_read_entry(spec: FuncSpec) -> Entry:
+    reader, stats, name = spec.reader, spec.stats, spec.name
 
-def on_func_read(call: Any) -> int:
-    parts = _ffi.unpack(call.packed, call.packed_len).decode("utf-8", "surrogateescape").split("\0")
-    name = parts[0]
-    spec: Optional[FuncSpec] = state.registry.functions.get(name)
-    chan = Channel(call.chan, call) if call.chan else None
-    if spec is None:
-        ast.log(ast.LOG_ERROR, f"Function {name} is no longer provided by any Python module "
-                "(it was removed by a reload)")
-        _stats(name).errors += 1
-        return -1
-    stats = spec.stats
-    stats.calls += 1
-    try:
-        value = spec.reader(chan, *parts[1:])
-        if type(value) is str:
+    def entry(call: int, chan_addr: Optional[int], *args: str) -> Any:
+        chan = Channel(chan_addr, call) if chan_addr is not None else None
+        stats.calls += 1
+        try:
+            value = reader(chan, *args)
+            if type(value) is not str:
+                if isinstance(value, bytes):
+                    value = ast.decode(value)
+                else:
+                    value = "" if value is None else str(value)
             if "\0" in value:
-                raise ValueError(f"function {spec.name} returned a value with a NUL character")
-            data = value.encode("utf-8", "surrogateescape") + b"\0"
-        elif value is None:
-            data = b"\0"
-        elif isinstance(value, bytes):
-            if b"\0" in value:
-                raise ValueError(f"function {spec.name} returned a value with a NUL character")
-            data = value + b"\0"
-        else:
-            data = ast.encode(str(value)) + b"\0"
-    except Exception:  # noqa: BLE001 - the read fails with a log line
-        stats.errors += 1
-        _log_exception("function", spec.name, chan)
+                raise ValueError(f"function {name} returned a value with a NUL character")
+            data: Optional[bytes] = value.encode("utf-8", "surrogateescape")
+        except Exception:  # noqa: BLE001 - the read fails with a log line
+            stats.errors += 1
+            _log_exception("function", name, chan)
+            data = None
         if chan is not None and chan._pending:
-            _hand_back(call, chan)
-        return -1
-    if chan is not None and chan._pending:
-        _hand_back(call, chan, data)
-    else:
-        buf = _ffi.from_buffer(data)
-        call.result = buf
-        _tls.keep = buf
-    return 0
+            return data, chan._take_pending()
+        return data
+
+    return entry
 
 
-def on_func_write(call: Any, value: Any) -> int:
-    parts = _unpack(call)
-    name = parts[0]
-    spec: Optional[FuncSpec] = state.registry.functions.get(name)
-    chan = Channel(call.chan, call) if call.chan else None
-    if spec is None or spec.writer is None:
-        why = "is read-only" if spec is not None else "is no longer provided by any Python module"
-        ast.log(ast.LOG_ERROR, f"Function {name} {why}: write refused")
+def _func_write_entry(spec: FuncSpec) -> Entry:
+    writer, stats, name = spec.writer, spec.stats, spec.name
+    assert writer is not None
+
+    def entry(call: int, chan_addr: Optional[int], value: str, *args: str) -> Any:
+        chan = Channel(chan_addr, call) if chan_addr is not None else None
+        stats.calls += 1
+        try:
+            writer(chan, value, *args)
+            res = 0
+        except Exception:  # noqa: BLE001
+            stats.errors += 1
+            _log_exception("function write", name, chan)
+            res = -1
+        if chan is not None and chan._pending:
+            return res, chan._take_pending()
+        return res
+
+    return entry
+
+
+def _refused_func_entry(name: str, why: str, result: Any) -> Entry:
+    def entry(call: int, chan_addr: Optional[int], *args: str) -> Any:
+        ast.log(ast.LOG_ERROR, f"Function {name} {why}")
         _stats(name).errors += 1
-        return -1
-    stats = spec.stats
-    stats.calls += 1
-    try:
-        spec.writer(chan, _ffi.string(value).decode("utf-8", "surrogateescape"), *parts[1:])
-        res = 0
-    except Exception:  # noqa: BLE001
-        stats.errors += 1
-        _log_exception("function write", spec.name, chan)
-        res = -1
-    if chan is not None and chan._pending:
-        _hand_back(call, chan)
-    return res
+        return result
+
+    return entry
+
+
+def _update_entries(registry: Registry) -> None:
+    """Point every name at the new code; names a reload removed answer with an error."""
+    apps = {key: _removed_app_entry(key) for key in APP_ENTRIES}
+    apps.update({key: _app_entry(spec) for key, spec in registry.apps.items()})
+    reads = {name: _refused_func_entry(name, "is no longer provided by any Python module "
+                                       "(it was removed by a reload)", None)
+             for name in FUNC_READ_ENTRIES}
+    writes = {name: _refused_func_entry(name, "is no longer provided by any Python module: "
+                                        "write refused", -1)
+              for name in FUNC_WRITE_ENTRIES}
+    for name, fspec in registry.functions.items():
+        reads[name] = _func_read_entry(fspec)
+        writes[name] = (_func_write_entry(fspec) if fspec.writer is not None else
+                        _refused_func_entry(name, "is read-only: write refused", -1))
+    # dict.update with str keys runs without releasing the GIL: a trampoline sees old or new
+    APP_ENTRIES.update(apps)
+    FUNC_READ_ENTRIES.update(reads)
+    FUNC_WRITE_ENTRIES.update(writes)
 
 
 # ---- CLI ----
@@ -260,13 +269,12 @@ def _load(triples: list[tuple[str, str, str]], reload: bool) -> int:
         ast.log(ast.LOG_ERROR, f"pbx_python reload failed ({names}): the previous Python code "
                 "stays in service")
         return -1
-    _register_with_asterisk(result.registry)
     for spec in (*result.registry.apps.values(), *result.registry.functions.values()):
         spec.stats = _stats(spec.name)
     state.config = config
-    state.apps_exact = {}            # never a stale entry: cleared before the swap, refilled after
+    _update_entries(result.registry)     # before registering: a new name has its entry at once
+    _register_with_asterisk(result.registry)
     state.registry = result.registry
-    state.apps_exact = {spec.name: spec for spec in result.registry.apps.values()}
     state.modules = result.modules
     state.loaded_at = time.time()
     failed = len(result.failures())
@@ -318,9 +326,6 @@ def bind(ffi: Any, lib: Any) -> None:
         text = "".join(traceback.format_exception(exc_type, exc, tb))
         ast.log(ast.LOG_ERROR, f"pbx_python internal error:\n{text}")
 
-    ffi.def_extern(name="pyast_on_app", error=-1, onerror=onerror)(on_app)
-    ffi.def_extern(name="pyast_on_func_read", error=-1, onerror=onerror)(on_func_read)
-    ffi.def_extern(name="pyast_on_func_write", error=-1, onerror=onerror)(on_func_write)
     ffi.def_extern(name="pyast_on_cli", error=2, onerror=onerror)(on_cli)
     ffi.def_extern(name="pyast_on_load", error=-1, onerror=onerror)(on_load)
     ffi.def_extern(name="pyast_on_shutdown", onerror=onerror)(on_shutdown)

@@ -23,18 +23,30 @@ class Channel:
     # start as these class-level defaults and are set when first used.
     _info: Any = None
     _pending: str = ""        # deferred assignments, "name\0value\0" back to back
-    _npending: int = 0
     _out: Any = None
+    _cptr: Any = None
 
     def __init__(self, ptr: Any, call: Any = None) -> None:
+        # ptr and call are addresses (int) from the C trampolines, or cffi pointers; they become
+        # cffi pointers only when a C call needs them.
         self._ptr = ptr
         self._call = call
+
+    def _c(self) -> Any:
+        """The channel as a cffi pointer, for the C helpers."""
+        p = self._cptr
+        if p is None:
+            p = self._ptr
+            if type(p) is int:
+                p = ast.ffi().cast("struct ast_channel *", p)
+            self._cptr = p
+        return p
 
     # ---- identity (one C call, on first use) ----
     def _snapshot(self) -> Any:
         if self._info is None:
             info = ast.ffi().new("struct pyast_chaninfo *")
-            ast.lib().pyast_chan_info(self._ptr, info)
+            ast.lib().pyast_chan_info(self._c(), info)
             self._info = info
         return self._info
 
@@ -89,9 +101,12 @@ class Channel:
     @property
     def app_data(self) -> str:
         """The application's (or function's) argument string, before splitting."""
-        if self._call is None or self._call.data == ast.ffi().NULL:
+        call = self._call
+        if type(call) is int:
+            call = ast.ffi().cast("struct pyast_call *", call)
+        if call is None or call.data == ast.ffi().NULL:
             return ""
-        return decode(ast.ffi().string(self._call.data))
+        return decode(ast.ffi().string(call.data))
 
     def __repr__(self) -> str:
         return f"<Channel {self.name}>"
@@ -101,14 +116,13 @@ class Channel:
         """Set a channel variable (None deletes it). A name ending in ')' writes a function."""
         if value is None:
             self._flush()
-            ast.lib().pyast_unsetvar(self._ptr, encode(name))
+            ast.lib().pyast_unsetvar(self._c(), encode(name))
             return
         if type(value) is not str:
             value = str(value)
         if "\0" in name or "\0" in value:
             raise ValueError("a NUL character cannot be passed to Asterisk")
         self._pending = f"{self._pending}{name}\0{value}\0"
-        self._npending += 1
 
     def set_vars(self, values: Mapping[str, Optional[str]]) -> None:
         for name, value in values.items():
@@ -118,7 +132,7 @@ class Channel:
         """A channel variable's value, or `default` when it is not set."""
         self._flush()
         out = self._outp()
-        n = ast.lib().pyast_getvar(self._ptr, encode(name), out)
+        n = ast.lib().pyast_getvar(self._c(), encode(name), out)
         return default if n < 0 else decode(ast.ffi().unpack(out[0], n))
 
     # ---- dialplan functions, substitution, applications ----
@@ -126,19 +140,19 @@ class Channel:
         """Read a dialplan function, e.g. 'PJSIP_HEADER(read,X-Foo)'; None if it failed."""
         self._flush()
         out = self._outp()
-        n = ast.lib().pyast_func_read(self._ptr, encode(expr), out)
+        n = ast.lib().pyast_func_read(self._c(), encode(expr), out)
         return None if n < 0 else decode(ast.ffi().unpack(out[0], n))
 
     def func_write(self, expr: str, value: str) -> bool:
         """Write a dialplan function, e.g. ('PJSIP_HEADER(add,X-Foo)', 'bar'); False if it failed."""
         self._flush()
-        return ast.lib().pyast_func_write(self._ptr, encode(expr), encode(value)) == 0
+        return ast.lib().pyast_func_write(self._c(), encode(expr), encode(value)) == 0
 
     def eval(self, template: str) -> str:
         """Substitute ${...} variables and functions in `template`, as the dialplan does."""
         self._flush()
         out = self._outp()
-        n = ast.lib().pyast_substitute(self._ptr, encode(template), out)
+        n = ast.lib().pyast_substitute(self._c(), encode(template), out)
         return "" if n < 0 else decode(ast.ffi().unpack(out[0], n))
 
     def exec_app(self, app: str, data: str = "") -> int:
@@ -148,14 +162,14 @@ class Channel:
         A non-zero result means the channel should hang up (return it from your application).
         """
         self._flush()
-        res = ast.lib().pyast_exec(self._ptr, encode(app), encode(data))
+        res = ast.lib().pyast_exec(self._c(), encode(app), encode(data))
         if res == -2:
             raise ApplicationNotFound(f"no dialplan application named {app!r}")
         return int(res)
 
     def is_hungup(self) -> bool:
         self._flush()
-        return bool(ast.lib().pyast_check_hangup(self._ptr))
+        return bool(ast.lib().pyast_check_hangup(self._c()))
 
     # ---- batching ----
     def _outp(self) -> Any:
@@ -165,12 +179,12 @@ class Channel:
 
     def _flush(self) -> None:
         if self._pending:
-            n, batch = self._take_pending()
-            ast.lib().pyast_setvars(self._ptr, n, batch)
+            batch = self._take_pending()
+            ast.lib().pyast_setvars(self._c(), batch, len(batch))
 
-    def _take_pending(self) -> tuple[int, bytes]:
-        """The deferred assignments as (count, b"name\\0value\\0..."), now cleared."""
-        pending, n = self._pending, self._npending
-        self._pending, self._npending = "", 0
-        return n, pending.encode("utf-8", "surrogateescape")
+    def _take_pending(self) -> bytes:
+        """The deferred assignments as b"name\\0value\\0...", now cleared."""
+        pending = self._pending
+        self._pending = ""
+        return pending.encode("utf-8", "surrogateescape")
 

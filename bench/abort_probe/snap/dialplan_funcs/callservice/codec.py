@@ -1,0 +1,371 @@
+"""Wire codec for CallService metadata and parameters carried in SIP X-headers.
+
+Pure Python: no Asterisk or cffi imports (the glue that talks to Asterisk imports this).
+
+Wire format, version 1 (all values are header-safe ASCII):
+
+    X-CallService-V:       "1"
+    X-CallService-Origin:  SOP that routed this leg (the sender), e.g. "sopA"
+    X-CallService-Path:    SOPs that routed the call so far, in order, ';'-separated;
+                           it ends with Origin
+    X-CallService-Hop:     number of CallService SIP legs so far (1 on the first leg), decimal
+    X-CallService-Exten:   destination extension (validated charset, sent as is)
+    X-CallService-P1..P4:  parameter i as unpadded base64url of its UTF-8 bytes (RFC 4648 §5)
+    X-CallService-Sig:     lowercase hex HMAC-SHA256 over the canonical signing input
+                           (only when a shared secret is configured)
+
+Empty vs absent: a parameter is either empty or not. Empty parameters are NOT sent (no header),
+and on decode a missing header and an empty header value both mean "" (PJSIP_HEADER(read)
+returns "" for an absent header, so the two cannot be told apart anyway). The signature still
+covers all four parameters, so dropping a non-empty parameter's header breaks verification.
+
+Decoding is strict: raw lengths are bounded before any decoding, base64url must use the
+exact alphabet with canonical (zero) trailing bits, and the bytes must be valid UTF-8 without
+NUL. Every problem with inbound headers raises a subclass of HeaderError; the caller logs it as
+a WARNING and treats the call as carrying no CallService data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+VERSION = "1"
+NUM_PARAMS = 4
+MAX_PARAM_BYTES = 1024
+# Unpadded base64 of MAX_PARAM_BYTES bytes: 341 full groups (1364 chars) + 1 byte (2 chars).
+MAX_ENCODED_PARAM_CHARS = (MAX_PARAM_BYTES // 3) * 4 + (0, 2, 3)[MAX_PARAM_BYTES % 3]
+MAX_SOP_NAME_CHARS = 64
+MAX_EXTEN_CHARS = 80
+MAX_PATH_SOPS = 32
+MAX_WIRE_HOP = 99
+
+HEADER_PREFIX = "X-CallService-"
+HDR_VERSION = "X-CallService-V"
+HDR_ORIGIN = "X-CallService-Origin"
+HDR_PATH = "X-CallService-Path"
+HDR_HOP = "X-CallService-Hop"
+HDR_EXTEN = "X-CallService-Exten"
+HDR_PARAMS: tuple[str, ...] = tuple(f"X-CallService-P{i}" for i in range(1, NUM_PARAMS + 1))
+HDR_SIG = "X-CallService-Sig"
+#: Every header this codec reads or writes (the glue reads exactly these with PJSIP_HEADER).
+HEADER_NAMES: tuple[str, ...] = (
+    HDR_VERSION, HDR_ORIGIN, HDR_PATH, HDR_HOP, HDR_EXTEN, *HDR_PARAMS, HDR_SIG,
+)
+
+_SOP_RE = re.compile(rf"[A-Za-z0-9_.-]{{1,{MAX_SOP_NAME_CHARS}}}")
+_EXTEN_RE = re.compile(rf"[A-Za-z0-9*#+_.-]{{1,{MAX_EXTEN_CHARS}}}")
+_B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
+_HOP_RE = re.compile(r"[1-9][0-9]?")
+_SIG_RE = re.compile(r"[0-9a-f]{64}")
+_SIG_DOMAIN = b"X-CallService-Sig/1"
+
+
+class CallServiceError(ValueError):
+    """Base class of every error raised by the CallService pure-Python modules."""
+
+
+class InvalidNameError(CallServiceError):
+    """A SOP name or extension does not match its allowed syntax."""
+
+
+class InvalidParameterError(CallServiceError):
+    """A call parameter cannot be carried (bad type, NUL, lone surrogate, too long)."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index  #: 1-based parameter number
+
+    @property
+    def name(self) -> str:
+        return f"Parameter{self.index}"
+
+
+class ParameterTooLongError(InvalidParameterError):
+    """A parameter exceeds MAX_PARAM_BYTES of UTF-8; it is rejected, never truncated."""
+
+    def __init__(self, index: int, size: int) -> None:
+        super().__init__(
+            index, f"Parameter{index} is {size} bytes; the limit is {MAX_PARAM_BYTES}"
+        )
+        self.size = size
+
+
+class HeaderError(CallServiceError):
+    """Inbound X-CallService-* headers are malformed: treat the call as carrying no data."""
+
+
+class UnsupportedVersionError(HeaderError):
+    """X-CallService-V names a version this codec does not speak."""
+
+
+class SignatureError(HeaderError):
+    """A secret is configured and the signature is missing, malformed or wrong."""
+
+
+# ---------------------------------------------------------------------------- validation
+
+def shown(value: object, limit: int = 100) -> str:
+    """repr() of a value for an error message: escapes CR/LF, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def validate_sop_name(name: object, what: str = "SOP name") -> str:
+    """Return ``name`` if it matches ``[A-Za-z0-9_.-]{1,64}``, else raise InvalidNameError."""
+    if not isinstance(name, str) or not _SOP_RE.fullmatch(name):
+        raise InvalidNameError(
+            f"{what} {shown(name)} is invalid: use 1-{MAX_SOP_NAME_CHARS} of A-Z a-z 0-9 _ . -"
+        )
+    return name
+
+
+def validate_extension(exten: object) -> str:
+    """Return ``exten`` if it is 1-80 of ``[A-Za-z0-9*#+_.-]``, else raise InvalidNameError.
+
+    The whitelist excludes everything that could change a dial string or a header
+    (& / @ , ; ( ) ^ | whitespace quotes backslash CR LF $ { }).
+    """
+    if not isinstance(exten, str) or not _EXTEN_RE.fullmatch(exten):
+        raise InvalidNameError(
+            f"extension {shown(exten)} is invalid: use 1-{MAX_EXTEN_CHARS} of "
+            "A-Z a-z 0-9 * # + _ . -"
+        )
+    return exten
+
+
+def validate_param(index: int, value: object) -> str:
+    """Check one parameter (1-based ``index``) and return it unchanged."""
+    if not isinstance(value, str):
+        raise InvalidParameterError(
+            index, f"Parameter{index} must be text, not {type(value).__name__}"
+        )
+    if "\x00" in value:
+        raise InvalidParameterError(
+            index, f"Parameter{index} contains a NUL character, which Asterisk cannot hold"
+        )
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidParameterError(
+            index, f"Parameter{index} is not valid Unicode text (lone surrogate)"
+        ) from None
+    if size > MAX_PARAM_BYTES:
+        raise ParameterTooLongError(index, size)
+    return value
+
+
+def validate_params(params: Sequence[str]) -> tuple[str, str, str, str]:
+    """Validate up to four parameters; missing trailing ones become ""."""
+    if isinstance(params, (str, bytes)) or len(params) > NUM_PARAMS:
+        raise CallServiceError(f"expected at most {NUM_PARAMS} parameters")
+    padded = list(params) + [""] * (NUM_PARAMS - len(params))
+    p1, p2, p3, p4 = (validate_param(i, v) for i, v in enumerate(padded, start=1))
+    return (p1, p2, p3, p4)
+
+
+# ---------------------------------------------------------------------------- metadata
+
+@dataclass(frozen=True)
+class CallMeta:
+    """Routing metadata of one CallService SIP leg (see the module docstring)."""
+
+    origin: str
+    path: tuple[str, ...]
+    hop: int
+    exten: str
+
+    def __post_init__(self) -> None:
+        validate_sop_name(self.origin, "origin SOP")
+        validate_extension(self.exten)
+        if not isinstance(self.path, tuple) or not 1 <= len(self.path) <= MAX_PATH_SOPS:
+            raise CallServiceError(f"path must be a tuple of 1-{MAX_PATH_SOPS} SOP names")
+        for sop in self.path:
+            validate_sop_name(sop, "path SOP")
+        if self.path[-1] != self.origin:
+            raise CallServiceError(
+                f"path {';'.join(self.path)!r} must end with the origin {self.origin!r}"
+            )
+        if type(self.hop) is not int or not 1 <= self.hop <= MAX_WIRE_HOP:
+            raise CallServiceError(f"hop must be an integer in 1..{MAX_WIRE_HOP}")
+
+    @classmethod
+    def outbound(cls, local_sop: str, exten: str, visited: Sequence[str], hop: int) -> CallMeta:
+        """Metadata for a leg this SOP sends: origin=local, path=visited+local, hop+1."""
+        path = tuple(s for s in visited if s != local_sop) + (local_sop,)
+        return cls(origin=local_sop, path=path, hop=hop + 1, exten=exten)
+
+
+@dataclass(frozen=True)
+class DecodedCall:
+    """What decode_headers found: metadata, the four parameters, and whether it was signed."""
+
+    meta: CallMeta
+    params: tuple[str, str, str, str]
+    verified: bool
+
+
+# ---------------------------------------------------------------------------- base64url
+
+_FROM_URLSAFE = str.maketrans("-_", "+/")
+
+
+def encode_bytes(data: bytes) -> str:
+    """Unpadded base64url of ``data``."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def encode_param(value: str) -> str:
+    """Unpadded base64url of the UTF-8 bytes of an already validated parameter."""
+    return encode_bytes(value.encode("utf-8"))
+
+
+def decode_param(header: str, raw: str) -> str:
+    """Strictly decode one parameter header value; ``header`` names it in errors."""
+    if len(raw) > MAX_ENCODED_PARAM_CHARS:
+        raise HeaderError(
+            f"{header}: encoded value is {len(raw)} characters; "
+            f"the limit is {MAX_ENCODED_PARAM_CHARS}"
+        )
+    if not _B64URL_RE.fullmatch(raw):
+        raise HeaderError(f"{header}: characters outside the base64url alphabet (no padding)")
+    if len(raw) % 4 == 1:
+        raise HeaderError(f"{header}: impossible base64url length {len(raw)}")
+    try:
+        data = base64.b64decode(
+            raw.translate(_FROM_URLSAFE) + "=" * (-len(raw) % 4), validate=True
+        )
+    except binascii.Error as exc:  # pragma: no cover - the checks above make this unreachable
+        raise HeaderError(f"{header}: invalid base64url ({exc})") from None
+    if encode_bytes(data) != raw:
+        raise HeaderError(f"{header}: non-canonical base64url (stray trailing bits)")
+    if len(data) > MAX_PARAM_BYTES:  # pragma: no cover - implied by the character limit
+        raise HeaderError(f"{header}: {len(data)} bytes; the limit is {MAX_PARAM_BYTES}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HeaderError(f"{header}: decoded bytes are not valid UTF-8") from None
+    if "\x00" in text:
+        raise HeaderError(f"{header}: decoded value contains a NUL character")
+    return text
+
+
+# ---------------------------------------------------------------------------- signature
+
+def signing_input(meta: CallMeta, params: Sequence[str], version: str = VERSION) -> bytes:
+    """Canonical bytes that are signed: netstrings (``<len>:<bytes>,``) of every field.
+
+    Length prefixes make the encoding injective: no two different field tuples give the
+    same bytes, whatever the fields contain.
+    """
+    fields: tuple[str | bytes, ...] = (
+        _SIG_DOMAIN, version, meta.origin, ";".join(meta.path), str(meta.hop), meta.exten,
+        *params,
+    )
+    out = bytearray()
+    for field in fields:
+        data = field if isinstance(field, bytes) else field.encode("utf-8")
+        out += b"%d:%s," % (len(data), data)
+    return bytes(out)
+
+
+def sign(meta: CallMeta, params: Sequence[str], secret: str | bytes) -> str:
+    """Lowercase hex HMAC-SHA256 of signing_input()."""
+    return hmac.new(_secret_bytes(secret), signing_input(meta, params), hashlib.sha256).hexdigest()
+
+
+def _secret_bytes(secret: str | bytes) -> bytes:
+    key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+    if not key:
+        raise CallServiceError("the shared secret must not be empty")
+    return key
+
+
+# ---------------------------------------------------------------------------- headers
+
+def encode_headers(
+    meta: CallMeta, params: Sequence[str], secret: str | bytes | None = None
+) -> list[tuple[str, str]]:
+    """Headers to add to the outbound INVITE, in a stable order.
+
+    Raises InvalidParameterError (ParameterTooLongError for size) naming the parameter.
+    Empty parameters are omitted.
+    """
+    values = validate_params(params)
+    headers = [
+        (HDR_VERSION, VERSION),
+        (HDR_ORIGIN, meta.origin),
+        (HDR_PATH, ";".join(meta.path)),
+        (HDR_HOP, str(meta.hop)),
+        (HDR_EXTEN, meta.exten),
+    ]
+    headers += [(name, encode_param(v)) for name, v in zip(HDR_PARAMS, values, strict=True) if v]
+    if secret is not None:
+        headers.append((HDR_SIG, sign(meta, values, secret)))
+    return headers
+
+
+def decode_headers(
+    headers: Mapping[str, str | None], secret: str | bytes | None = None
+) -> DecodedCall | None:
+    """Parse inbound headers (names case-insensitive; missing, None or blank = absent).
+
+    Returns None when no X-CallService-* header is present at all (not a CallService call).
+    Raises HeaderError (or its subclasses UnsupportedVersionError / SignatureError) when the
+    headers are present but unusable. With ``secret`` None, a Sig header is ignored.
+    """
+    # Surrounding SP/HTAB is SIP linear whitespace, not part of the value.
+    present = {
+        k.lower(): v.strip(" \t") for k, v in headers.items()
+        if k.lower().startswith(HEADER_PREFIX.lower()) and v and v.strip(" \t")
+    }
+    if not present:
+        return None
+
+    def get(name: str, limit: int) -> str:
+        raw = present.get(name.lower(), "")
+        if len(raw) > limit:
+            raise HeaderError(f"{name}: value is {len(raw)} characters; the limit is {limit}")
+        return raw
+
+    version = get(HDR_VERSION, 8)
+    if not version:
+        raise HeaderError(f"{HDR_VERSION} is missing")
+    if version != VERSION:
+        raise UnsupportedVersionError(f"{HDR_VERSION}: unsupported version {version!r}")
+
+    origin = get(HDR_ORIGIN, MAX_SOP_NAME_CHARS)
+    raw_path = get(HDR_PATH, MAX_PATH_SOPS * (MAX_SOP_NAME_CHARS + 1))
+    raw_hop = get(HDR_HOP, 2)
+    exten = get(HDR_EXTEN, MAX_EXTEN_CHARS)
+    if not _HOP_RE.fullmatch(raw_hop):
+        raise HeaderError(f"{HDR_HOP}: {raw_hop!r} is not an integer in 1..{MAX_WIRE_HOP}")
+    try:
+        meta = CallMeta(
+            origin=origin, path=tuple(raw_path.split(";")), hop=int(raw_hop), exten=exten
+        )
+    except CallServiceError as exc:
+        raise HeaderError(f"invalid CallService metadata: {exc}") from None
+
+    raw_params = [get(name, MAX_ENCODED_PARAM_CHARS) for name in HDR_PARAMS]
+    p1, p2, p3, p4 = (
+        decode_param(name, raw) for name, raw in zip(HDR_PARAMS, raw_params, strict=True)
+    )
+    params = (p1, p2, p3, p4)
+
+    verified = False
+    if secret is not None:
+        raw_sig = present.get(HDR_SIG.lower(), "")
+        if not raw_sig:
+            raise SignatureError(f"{HDR_SIG} is missing and a shared secret is configured")
+        if len(raw_sig) != 64 or not _SIG_RE.fullmatch(raw_sig):
+            raise SignatureError(f"{HDR_SIG}: not 64 lowercase hex digits")
+        if not hmac.compare_digest(raw_sig, sign(meta, params, secret)):
+            raise SignatureError(f"{HDR_SIG}: signature does not match")
+        verified = True
+    return DecodedCall(meta=meta, params=params, verified=verified)

@@ -1,0 +1,435 @@
+"""CallService routing decisions as pure functions: plan, classify each Dial, final status.
+
+The glue that talks to Asterisk does only I/O: it builds a Plan, dials each candidate step
+(or calls ``run`` with a dial callback), feeds Dial's results to ``classify_dial`` and sets
+the status variables from the result. No Asterisk or cffi imports here.
+
+Loop rules (the vendor's 1.02 bug: primary down, call sent to the secondary, whose callflow
+runs CallService again for the same extension):
+
+* the LOCAL SOP is always a candidate: local delivery sends no SIP, so it cannot loop
+  between nodes. In particular node B, reached from A, asked for sop1=A sop2=B, refuses A
+  (came from there) and delivers locally - whether or not B is listed in ``visited``.
+* a REMOTE SOP is refused when it is the SOP the call came from (CAME_FROM), is in the
+  visited path (VISITED), or when ``hop >= max_hops`` (HOP_LIMIT) - checked in that order.
+* when every non-empty, non-duplicate candidate was refused for a loop reason, the status is
+  LOOP. A known-down SOP counts as a node-level failure instead (UNAVAILABLE).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .codec import CallMeta, InvalidNameError, validate_extension, validate_sop_name
+
+#: Default limit of CallService SIP legs per call (see settings.py for the reasoning).
+DEFAULT_MAX_HOPS = 2
+
+
+class Kind(StrEnum):
+    LOCAL = "LOCAL"    # deliver into the local service context
+    REMOTE = "REMOTE"  # dial the SOP's PJSIP trunk endpoint
+
+
+class SkipReason(StrEnum):
+    EMPTY = "EMPTY"              # slot not given
+    DUPLICATE = "DUPLICATE"      # sop2 == sop1
+    UNKNOWN_SOP = "UNKNOWN_SOP"  # not a cluster SOP: the whole call is INVALIDARGS
+    CAME_FROM = "CAME_FROM"      # loop: the SOP that sent us this call
+    VISITED = "VISITED"          # loop: already on the call's path
+    HOP_LIMIT = "HOP_LIMIT"      # loop: hop >= max_hops
+    KNOWN_DOWN = "KNOWN_DOWN"    # qualify says unreachable: node-level failure, not dialled
+    DELIVERED = "DELIVERED"      # loop: CallService already delivered this call here for this exten
+
+
+LOOP_REASONS = frozenset({SkipReason.CAME_FROM, SkipReason.VISITED, SkipReason.HOP_LIMIT,
+                          SkipReason.DELIVERED})
+
+
+class Status(StrEnum):
+    """Value of the CallService status variable (the callflow's exits)."""
+
+    ANSWER = "ANSWER"
+    BUSY = "BUSY"
+    NOANSWER = "NOANSWER"
+    CANCEL = "CANCEL"
+    UNAVAILABLE = "UNAVAILABLE"
+    LOOP = "LOOP"
+    INVALIDARGS = "INVALIDARGS"
+
+
+class Disposition(StrEnum):
+    FINAL = "FINAL"        # routing stops; Outcome.status is the call's status
+    FAILOVER = "FAILOVER"  # node-level failure: try the next candidate
+    REFUSED = "REFUSED"    # not attempted, to avoid a loop
+
+
+# ---------------------------------------------------------------------------- plan
+
+@dataclass(frozen=True)
+class Request:
+    """The CallService arguments that drive routing (parameters are not needed here)."""
+
+    exten: str
+    sop1: str
+    sop2: str = ""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """This node's view of the cluster. ``endpoints`` overrides SOP -> PJSIP endpoint."""
+
+    local_sop: str
+    sops: frozenset[str]
+    max_hops: int = DEFAULT_MAX_HOPS
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.local_sop not in self.sops:
+            raise ValueError(f"local SOP {self.local_sop!r} is not one of the cluster SOPs")
+        if type(self.max_hops) is not int or self.max_hops < 1:
+            raise ValueError("max_hops must be an integer >= 1")
+
+    def endpoint(self, sop: str) -> str:
+        """PJSIP endpoint that reaches ``sop`` (the SOP name unless overridden)."""
+        return self.endpoints.get(sop, sop)
+
+    def sop_for_endpoint(self, endpoint: str) -> str | None:
+        """Which remote SOP an inbound trunk endpoint belongs to (None: not a cluster trunk)."""
+        for sop in self.sops:
+            if sop != self.local_sop and self.endpoint(sop) == endpoint:
+                return sop
+        return None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One slot of the request: either a candidate (``kind`` set) or skipped (``skip`` set)."""
+
+    slot: int
+    sop: str
+    kind: Kind | None = None
+    skip: SkipReason | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Ordered steps (slot 1 then slot 2). ``error`` set means INVALIDARGS, place no call."""
+
+    steps: tuple[Step, ...]
+    error: str | None = None
+
+    @property
+    def candidates(self) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.kind is not None)
+
+    @property
+    def skipped(self) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.skip is not None)
+
+
+def plan(
+    request: Request,
+    cluster: Cluster,
+    came_from: str | None,
+    visited: Sequence[str],
+    hop: int,
+    known_down: Collection[str] = (),
+    delivered: bool = False,
+) -> Plan:
+    """Decide which of sop1/sop2 to try, in order, and why any is skipped.
+
+    ``delivered``: CallService already delivered this very call to this SOP for the same
+    extension (the service's callflow runs CallService again, e.g. on the secondary while the
+    primary is down). Routing it again could only bounce it or re-enter the service, so every
+    SOP is refused (status LOOP) and the callflow goes on locally.
+
+    ``came_from``: SOP whose trunk delivered this call (None when not from a cluster trunk).
+    ``visited``: SOPs already on the call's path; ``hop``: CallService SIP legs so far.
+    ``known_down``: remote SOPs qualify reports unreachable (checked last).
+    Surrounding whitespace of the arguments is ignored.
+    """
+    exten = request.exten.strip()
+    try:
+        validate_extension(exten)
+    except InvalidNameError as exc:
+        return Plan(steps=(), error=str(exc))
+
+    steps: list[Step] = []
+    errors: list[str] = []
+    seen: set[str] = set()
+    for slot, raw in ((1, request.sop1), (2, request.sop2)):
+        sop = raw.strip()
+        if not sop:
+            steps.append(Step(slot, sop, skip=SkipReason.EMPTY))
+            continue
+        if sop not in cluster.sops:
+            steps.append(Step(slot, sop, skip=SkipReason.UNKNOWN_SOP))
+            errors.append(_unknown_sop_message(slot, sop))
+            continue
+        if sop in seen:
+            steps.append(Step(slot, sop, skip=SkipReason.DUPLICATE))
+            continue
+        seen.add(sop)
+        if delivered:
+            steps.append(Step(slot, sop, skip=SkipReason.DELIVERED))
+            continue
+        steps.append(_decide(slot, sop, cluster, came_from, visited, hop, known_down))
+
+    if errors:
+        return Plan(steps=tuple(steps), error="; ".join(errors))
+    if not seen:
+        return Plan(steps=tuple(steps), error="no SOP given: Sop1 and Sop2 are both empty")
+    return Plan(steps=tuple(steps))
+
+
+def _unknown_sop_message(slot: int, sop: str) -> str:
+    try:
+        validate_sop_name(sop, f"Sop{slot}")
+    except InvalidNameError as exc:
+        return str(exc)
+    return f"Sop{slot} {sop!r} is not a cluster SOP"
+
+
+def _decide(
+    slot: int,
+    sop: str,
+    cluster: Cluster,
+    came_from: str | None,
+    visited: Sequence[str],
+    hop: int,
+    known_down: Collection[str],
+) -> Step:
+    if sop == cluster.local_sop:
+        return Step(slot, sop, kind=Kind.LOCAL)
+    if sop == came_from:
+        return Step(slot, sop, skip=SkipReason.CAME_FROM)
+    if sop in visited:
+        return Step(slot, sop, skip=SkipReason.VISITED)
+    if hop >= cluster.max_hops:
+        return Step(slot, sop, skip=SkipReason.HOP_LIMIT)
+    if sop in known_down:
+        return Step(slot, sop, skip=SkipReason.KNOWN_DOWN)
+    return Step(slot, sop, kind=Kind.REMOTE)
+
+
+def loop_state(
+    came_from: str | None, meta: CallMeta | None
+) -> tuple[str | None, tuple[str, ...], int]:
+    """(came_from, visited, hop) for plan() from the trunk SOP and any decoded metadata.
+
+    A call from a cluster trunk without usable metadata still counts as one hop from that
+    SOP (conservative: the headers may have been stripped or failed verification).
+    """
+    if meta is None:
+        if came_from is None:
+            return None, (), 0
+        return came_from, (came_from,), 1
+    source = came_from if came_from is not None else meta.origin
+    visited = meta.path if source in meta.path else meta.path + (source,)
+    return source, visited, meta.hop
+
+
+def dial_string(step: Step, exten: str, cluster: Cluster, service_context: str) -> str:
+    """Dial() target for a candidate step (inputs are validated, so no injection).
+
+    LOCAL uses ``Local/<exten>@<service_context>/n``: /n keeps the Local pair so DIALSTATUS
+    and the channel variables carrying the parameters survive until the service reads them.
+    REMOTE uses ``PJSIP/<exten>@<endpoint>`` (exten as the Request-URI user).
+    """
+    validate_extension(exten)
+    if step.kind is Kind.LOCAL:
+        return f"Local/{exten}@{service_context}/n"
+    if step.kind is Kind.REMOTE:
+        return f"PJSIP/{exten}@{cluster.endpoint(step.sop)}"
+    raise ValueError(f"step for {step.sop!r} is not a candidate ({step.skip})")
+
+
+# ---------------------------------------------------------------------------- outcomes
+
+@dataclass(frozen=True)
+class Outcome:
+    """Result of one step. ``label`` is the token used in the tried variable."""
+
+    disposition: Disposition
+    label: str
+    status: Status | None = None  # set iff disposition is FINAL
+
+    @property
+    def failover(self) -> bool:
+        return self.disposition is Disposition.FAILOVER
+
+
+def _final(status: Status, label: str | None = None) -> Outcome:
+    return Outcome(Disposition.FINAL, label or status.value, status)
+
+
+def _failover(label: str) -> Outcome:
+    return Outcome(Disposition.FAILOVER, label)
+
+
+def skip_outcome(reason: SkipReason) -> Outcome | None:
+    """Outcome recorded for a skipped step; None for EMPTY/DUPLICATE/UNKNOWN_SOP (unrecorded)."""
+    if reason in LOOP_REASONS:
+        return Outcome(Disposition.REFUSED, reason.value)
+    if reason is SkipReason.KNOWN_DOWN:
+        return _failover(reason.value)
+    return None
+
+
+_SIP_CODE_RE = re.compile(r"\s*SIP\s+([1-6][0-9]{2})\b")
+_CAUSE_USER_BUSY = 17
+_CAUSE_CALL_REJECTED = 21
+_DIALSTATUS_FINAL = {
+    "ANSWER": Status.ANSWER,
+    "BUSY": Status.BUSY,
+    "NOANSWER": Status.NOANSWER,
+    "CANCEL": Status.CANCEL,
+    "DONTCALL": Status.BUSY,  # privacy manager: callee sent the caller away
+    "TORTURE": Status.BUSY,
+}
+
+
+def sip_code(tech_cause: str | None) -> int | None:
+    """The SIP status code in a ``HANGUPCAUSE(<chan>,tech)`` text like "SIP 404 Not Found"."""
+    if not tech_cause:
+        return None
+    m = _SIP_CODE_RE.match(tech_cause)
+    return int(m.group(1)) if m else None
+
+
+def _cause_number(hangupcause: str | int | None) -> int | None:
+    if isinstance(hangupcause, int):
+        return hangupcause
+    if hangupcause and hangupcause.strip().isdigit():
+        return int(hangupcause.strip())
+    return None  # absent or not a number: ignored
+
+
+def classify_dial(
+    dialstatus: str,
+    hangupcause: str | int | None,
+    tech_cause: str | None,
+    *,
+    progressed: bool = False,
+) -> Outcome:
+    """Map one Dial() result to FINAL (call-level) or FAILOVER (node-level).
+
+    ``hangupcause``: Asterisk cause number of the dialled channel (``HANGUPCAUSE(<chan>,ast)``).
+    ``tech_cause``: ``HANGUPCAUSE(<chan>,tech)``, e.g. "SIP 480 Temporarily Unavailable".
+    ``progressed``: the dialled leg sent ringing/progress (RINGTIME or PROGRESSTIME non-empty).
+
+    Order: ANSWER and CANCEL always win; then the SIP code, when there is one; then DIALSTATUS
+    and the Asterisk cause. SIP mapping: 486/600 -> BUSY; 603 -> BUSY labelled DECLINED;
+    408/480 after progress -> NOANSWER (the remote callflow rang and gave up); 487 -> decided
+    by DIALSTATUS (we cancelled it); any other 4xx/5xx/6xx -> FAILOVER labelled SIP<code>.
+    Without a SIP code: CHANUNAVAIL (no reachable contact, cause 3; progress timeout) ->
+    FAILOVER UNREACHABLE, or DECLINED/BUSY for cause 21 (a local callflow's rejection);
+    CONGESTION -> FAILOVER; BUSY/NOANSWER -> final; INVALIDARGS and unknown -> FAILOVER.
+    """
+    status = (dialstatus or "").strip().upper()
+    if status in ("ANSWER", "CANCEL"):
+        return _final(_DIALSTATUS_FINAL[status])
+
+    code = sip_code(tech_cause)
+    if code is not None and code >= 400 and code != 487:
+        if code in (486, 600):
+            return _final(Status.BUSY)
+        if code == 603:
+            return _final(Status.BUSY, "DECLINED")
+        if progressed and code in (408, 480):
+            return _final(Status.NOANSWER)
+        return _failover(f"SIP{code}")
+
+    cause = _cause_number(hangupcause)
+    if status == "CHANUNAVAIL":
+        if code is None and cause == _CAUSE_CALL_REJECTED:
+            return _final(Status.BUSY, "DECLINED")
+        if code is None and cause == _CAUSE_USER_BUSY:
+            return _final(Status.BUSY)
+        return _failover("UNREACHABLE")
+    if status == "CONGESTION":
+        return _failover("CONGESTION")
+    if status in _DIALSTATUS_FINAL:
+        return _final(_DIALSTATUS_FINAL[status], status)
+    if status == "INVALIDARGS":
+        return _failover("DIALINVALID")
+    return _failover("UNKNOWN")
+
+
+# ---------------------------------------------------------------------------- results
+
+@dataclass(frozen=True)
+class Attempt:
+    """A step that was dialled, delivered locally, or recorded as skipped."""
+
+    sop: str
+    outcome: Outcome
+
+
+def final_status(attempts: Sequence[Attempt]) -> tuple[Status, str | None]:
+    """(status, sop) of the routing.
+
+    The first FINAL attempt decides (its status and SOP). Otherwise LOOP when every recorded
+    attempt was REFUSED for a loop reason, else UNAVAILABLE (every candidate failed at node
+    level or was known down). No attempts at all means the plan was invalid: INVALIDARGS.
+    """
+    for attempt in attempts:
+        if attempt.outcome.disposition is Disposition.FINAL:
+            assert attempt.outcome.status is not None
+            return attempt.outcome.status, attempt.sop
+    if not attempts:
+        return Status.INVALIDARGS, None
+    if all(a.outcome.disposition is Disposition.REFUSED for a in attempts):
+        return Status.LOOP, None
+    return Status.UNAVAILABLE, None
+
+
+def format_tried(attempts: Sequence[Attempt]) -> str:
+    """``sop:LABEL`` entries in order, comma-separated, e.g. ``sopB:SIP503,sopC:ANSWER``.
+
+    Labels: ANSWER BUSY DECLINED NOANSWER CANCEL DONTCALL TORTURE (final);
+    UNREACHABLE CONGESTION SIP<code> DIALINVALID UNKNOWN KNOWN_DOWN (node-level);
+    CAME_FROM VISITED HOP_LIMIT (loop refusals). Entries run in slot order up to the
+    attempt that ended the routing; EMPTY, DUPLICATE and UNKNOWN_SOP slots are not listed.
+    SOP names and labels never contain ':' or ','.
+    """
+    return ",".join(f"{a.sop}:{a.outcome.label}" for a in attempts)
+
+
+@dataclass(frozen=True)
+class RoutingResult:
+    status: Status
+    sop: str | None  # SOP whose attempt ended the routing (None unless a FINAL attempt)
+    attempts: tuple[Attempt, ...]
+    error: str | None = None  # the plan error when status is INVALIDARGS
+
+    @property
+    def tried(self) -> str:
+        return format_tried(self.attempts)
+
+
+def run(routing_plan: Plan, dial: Callable[[Step], Outcome]) -> RoutingResult:
+    """Walk the plan in order: record skips, ``dial`` candidates, stop at the first FINAL.
+
+    ``dial`` performs the Asterisk side for one candidate step and returns its Outcome
+    (normally from classify_dial). It is never called for an invalid plan.
+    """
+    if routing_plan.error is not None:
+        return RoutingResult(Status.INVALIDARGS, None, (), routing_plan.error)
+    attempts: list[Attempt] = []
+    for step in routing_plan.steps:
+        if step.skip is not None:
+            outcome = skip_outcome(step.skip)
+            if outcome is not None:
+                attempts.append(Attempt(step.sop, outcome))
+            continue
+        outcome = dial(step)
+        attempts.append(Attempt(step.sop, outcome))
+        if outcome.disposition is Disposition.FINAL:
+            break
+    status, sop = final_status(attempts)
+    return RoutingResult(status, sop, tuple(attempts))

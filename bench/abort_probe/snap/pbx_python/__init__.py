@@ -1,0 +1,34 @@
+"""pbx_python: dialplan applications and functions written in Python, run inside Asterisk.
+
+    import pbx_python as px
+
+    @px.application("Hello", synopsis="Say hello", syntax="Hello(name)")
+    def hello(chan, name=""):
+        chan.set_var("GREETING", f"Hello {name}")
+
+    @px.function("UPPER", synopsis="Upper-case the argument", syntax="UPPER(text)")
+    def upper(chan, text=""):
+        return text.upper()
+"""
+from __future__ import annotations
+
+from .asterisk import NotInAsterisk, log, manager_event, verbose, verbosity
+from .channel import ApplicationNotFound, Channel
+from .config import Config, ConfigError
+from .registry import application, cli_command, function, on_load
+from ._runtime import DialplanError, ShowUsage
+
+__version__ = "0.1.0"
+
+
+def config() -> Config:
+    """The configuration of the last successful (re)load of pbx_python.conf."""
+    from . import _runtime
+    return _runtime.current_config()
+
+
+__all__ = [
+    "ApplicationNotFound", "Channel", "DialplanError", "Config", "ConfigError", "NotInAsterisk", "ShowUsage",
+    "application", "cli_command", "config", "function", "log", "manager_event", "on_load",
+    "verbose", "verbosity",
+]

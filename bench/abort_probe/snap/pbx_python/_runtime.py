@@ -1,0 +1,326 @@
+"""The Python side of pbx_python.so: the callbacks the C trampolines call.
+
+bind() runs once, inside Asterisk, when the module starts Python. Each callback catches every
+exception itself: a Python error becomes a log entry with its traceback and a defined result, and
+never propagates into Asterisk.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from . import asterisk as ast
+from . import config as config_mod
+from . import loader, logbridge
+from .channel import Channel
+from .registry import AppSpec, CliSpec, FuncSpec, Registry, Stats
+
+
+class ShowUsage(Exception):
+    """Raised by a CLI handler to make Asterisk print the command's usage."""
+
+
+class DialplanError(Exception):
+    """Bad input from the dialplan: logged as a WARNING with its message only (no traceback).
+
+    An application raising it sets PYTHON_ERROR and ends as configured by on_exception; a
+    function raising it fails the read or write.
+    """
+
+
+@dataclass
+class State:
+    registry: Registry = field(default_factory=Registry)
+    builtin: Registry = field(default_factory=Registry)
+    config: config_mod.Config = field(default_factory=config_mod.Config)
+    stats: dict[str, Stats] = field(default_factory=dict)
+    apps_exact: dict[str, AppSpec] = field(default_factory=dict)   # by registered name
+    modules: list[loader.ModuleStatus] = field(default_factory=list)
+    last_load: str = "never"
+    loaded_at: float = 0.0
+    load_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+state = State()
+_tls = threading.local()   # keeps result buffers alive until the trampoline has copied them
+_ffi: Any = None
+_lib: Any = None
+
+
+def current_config() -> config_mod.Config:
+    return state.config
+
+
+def _stats(name: str) -> Stats:
+    st = state.stats.get(name)
+    if st is None:
+        st = state.stats.setdefault(name, Stats())
+    return st
+
+
+def _unpack(call: Any) -> list[str]:
+    """[name, arg1, ...]: the C side packs them into one buffer, read here in one operation."""
+    return _ffi.unpack(call.packed, call.packed_len).decode("utf-8", "surrogateescape").split("\0")
+
+
+def _hand_back(call: Any, chan: Channel, result: Optional[bytes] = None) -> None:
+    """Give the trampoline the deferred assignments (and a function's value) to apply.
+
+    The buffers must outlive this callback: they stay referenced from the thread until the
+    next callback on the same thread replaces them (the trampoline has copied them by then).
+    """
+    keep = None
+    if chan._pending:
+        n, batch = chan._take_pending()
+        keep = _ffi.from_buffer(batch)
+        call.sets = keep
+        call.nset = n
+    if result is not None:
+        buf = _ffi.from_buffer(result)
+        call.result = buf
+        keep = (keep, buf)
+    if keep is not None:
+        _tls.keep = keep
+
+
+def _log_exception(kind: str, name: str, chan: Optional[Channel]) -> str:
+    exc_type, exc, tb = sys.exc_info()
+    if isinstance(exc, DialplanError):
+        ast.log(ast.LOG_WARNING, f"{name}: {exc}")
+        return f"{exc_type.__name__}: {exc}"
+    text = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip()
+    where = ""
+    if chan is not None:
+        try:
+            where = f" on {chan.name}"
+        except Exception:  # noqa: BLE001
+            pass
+    frame = traceback.extract_tb(tb)[-1] if tb else None
+    ast.log(ast.LOG_ERROR, f"Python {kind} {name}{where} raised an exception:\n{text}",
+            frame.filename if frame else "python", frame.lineno if frame else 0,
+            frame.name if frame else "")
+    return "".join(traceback.format_exception_only(exc_type, exc)).strip()
+
+
+# ---- applications ----
+
+def on_app(call: Any) -> int:
+    parts = _ffi.unpack(call.packed, call.packed_len).decode("utf-8", "surrogateescape").split("\0")
+    name = parts[0]
+    spec: Optional[AppSpec] = state.apps_exact.get(name) or state.registry.apps.get(name.lower())
+    chan = Channel(call.chan, call)
+    if spec is None:
+        ast.log(ast.LOG_ERROR, f"Application {name} is no longer provided by any Python module "
+                "(it was removed by a reload); the channel hangs up")
+        _stats(name).errors += 1
+        return -1
+    stats = spec.stats
+    stats.calls += 1
+    try:
+        res = spec.handler(chan, *parts[1:])
+        if res is None:
+            res = 0
+        elif type(res) is not int:
+            raise TypeError(f"application {spec.name} returned {res!r}; expected None, 0 or -1")
+    except Exception:  # noqa: BLE001 - mapped to a defined result below
+        stats.errors += 1
+        summary = _log_exception("application", spec.name, chan)
+        chan.set_var("PYTHON_ERROR", summary)
+        res = -1 if state.config.on_exception == "hangup" else 0
+    if chan._pending:
+        _hand_back(call, chan)
+    return res
+
+
+# ---- functions ----
+
+def on_func_read(call: Any) -> int:
+    parts = _ffi.unpack(call.packed, call.packed_len).decode("utf-8", "surrogateescape").split("\0")
+    name = parts[0]
+    spec: Optional[FuncSpec] = state.registry.functions.get(name)
+    chan = Channel(call.chan, call) if call.chan else None
+    if spec is None:
+        ast.log(ast.LOG_ERROR, f"Function {name} is no longer provided by any Python module "
+                "(it was removed by a reload)")
+        _stats(name).errors += 1
+        return -1
+    stats = spec.stats
+    stats.calls += 1
+    try:
+        value = spec.reader(chan, *parts[1:])
+        if type(value) is str:
+            if "\0" in value:
+                raise ValueError(f"function {spec.name} returned a value with a NUL character")
+            data = value.encode("utf-8", "surrogateescape") + b"\0"
+        elif value is None:
+            data = b"\0"
+        elif isinstance(value, bytes):
+            if b"\0" in value:
+                raise ValueError(f"function {spec.name} returned a value with a NUL character")
+            data = value + b"\0"
+        else:
+            data = ast.encode(str(value)) + b"\0"
+    except Exception:  # noqa: BLE001 - the read fails with a log line
+        stats.errors += 1
+        _log_exception("function", spec.name, chan)
+        if chan is not None and chan._pending:
+            _hand_back(call, chan)
+        return -1
+    if chan is not None and chan._pending:
+        _hand_back(call, chan, data)
+    else:
+        buf = _ffi.from_buffer(data)
+        call.result = buf
+        _tls.keep = buf
+    return 0
+
+
+def on_func_write(call: Any, value: Any) -> int:
+    parts = _unpack(call)
+    name = parts[0]
+    spec: Optional[FuncSpec] = state.registry.functions.get(name)
+    chan = Channel(call.chan, call) if call.chan else None
+    if spec is None or spec.writer is None:
+        why = "is read-only" if spec is not None else "is no longer provided by any Python module"
+        ast.log(ast.LOG_ERROR, f"Function {name} {why}: write refused")
+        _stats(name).errors += 1
+        return -1
+    stats = spec.stats
+    stats.calls += 1
+    try:
+        spec.writer(chan, _ffi.string(value).decode("utf-8", "surrogateescape"), *parts[1:])
+        res = 0
+    except Exception:  # noqa: BLE001
+        stats.errors += 1
+        _log_exception("function write", spec.name, chan)
+        res = -1
+    if chan is not None and chan._pending:
+        _hand_back(call, chan)
+    return res
+
+
+# ---- CLI ----
+
+def on_cli(command: Any, argc: int, argv: Any, out: Any) -> int:
+    cmd = _ffi.string(command).decode()
+    spec: Optional[CliSpec] = state.builtin.clis.get(cmd) or state.registry.clis.get(cmd)
+    if spec is None:
+        text, res = f"'{cmd}' is no longer provided by any Python module\n", 2
+    else:
+        args = [_ffi.string(argv[i]).decode("utf-8", "surrogateescape") for i in range(argc)]
+        try:
+            text, res = spec.handler(args) or "", 0
+        except ShowUsage:
+            text, res = "", 1
+        except Exception:  # noqa: BLE001
+            _log_exception("CLI command", cmd, None)
+            text, res = "Error: the command failed; see the Asterisk log\n", 2
+    if text:
+        buf = _ffi.from_buffer(ast.encode(text if text.endswith("\n") else text + "\n") + b"\0")
+        out.text = buf
+        _tls.keep = [buf]
+    return res
+
+
+# ---- load, reload, shutdown ----
+
+def on_load(items: Any, nitems: int, reload: int) -> int:
+    triples = [(_ffi.string(items[i].category).decode("utf-8", "surrogateescape"),
+                _ffi.string(items[i].name).decode("utf-8", "surrogateescape"),
+                _ffi.string(items[i].value).decode("utf-8", "surrogateescape"))
+               for i in range(nitems)]
+    with state.load_lock:
+        return _load(triples, bool(reload))
+
+
+def _load(triples: list[tuple[str, str, str]], reload: bool) -> int:
+    what = "reload" if reload else "load"
+    try:
+        config = config_mod.parse(triples)
+    except config_mod.ConfigError as exc:
+        state.last_load = f"{what} failed at {time.strftime('%Y-%m-%d %H:%M:%S')}: {exc}"
+        ast.log(ast.LOG_ERROR, f"pbx_python.conf: {exc}; "
+                + ("the running Python code stays in service" if reload else "no Python module loaded"))
+        return -1
+    if reload and config.python != state.config.python:
+        ast.log(ast.LOG_WARNING, "pbx_python.conf: a changed 'python' setting takes effect only "
+                "when Asterisk restarts")
+    result = loader.load_modules(config, all_or_nothing=reload)
+    for failure in result.failures():
+        ast.log(ast.LOG_ERROR, f"Python module {failure.name} failed to {what}:\n"
+                f"{failure.traceback.rstrip()}")
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    if reload and not result.ok:
+        names = ", ".join(f.name for f in result.failures())
+        state.last_load = f"reload failed at {stamp} ({names}); previous code kept"
+        ast.log(ast.LOG_ERROR, f"pbx_python reload failed ({names}): the previous Python code "
+                "stays in service")
+        return -1
+    _register_with_asterisk(result.registry)
+    for spec in (*result.registry.apps.values(), *result.registry.functions.values()):
+        spec.stats = _stats(spec.name)
+    state.config = config
+    state.apps_exact = {}            # never a stale entry: cleared before the swap, refilled after
+    state.registry = result.registry
+    state.apps_exact = {spec.name: spec for spec in result.registry.apps.values()}
+    state.modules = result.modules
+    state.loaded_at = time.time()
+    failed = len(result.failures())
+    state.last_load = (f"{what} at {stamp}: {len(result.modules) - failed} module(s) ok"
+                       + (f", {failed} failed" if failed else ""))
+    ast.log(ast.LOG_NOTICE, f"pbx_python {what}: {len(result.registry.apps)} application(s), "
+            f"{len(result.registry.functions)} function(s) from "
+            f"{', '.join(m.name for m in result.modules if m.ok) or 'no module'}"
+            + (f"; {failed} module(s) failed" if failed else ""))
+    return -1 if failed else 0
+
+
+def _register_with_asterisk(registry: Registry) -> None:
+    for spec in registry.apps.values():
+        description = spec.description
+        if spec.syntax:
+            description = f"Syntax: {spec.syntax}\n\n{description}"
+        if spec.arguments:
+            description = f"{description}\n\nArguments:\n{spec.arguments}"
+        if ast.register_app(spec.name, spec.synopsis, description) < 0:
+            ast.log(ast.LOG_ERROR, f"Cannot register application {spec.name} (from {spec.module}): "
+                    "the name is taken by another module")
+    for fspec in registry.functions.values():
+        if ast.register_function(fspec.name, fspec.synopsis, fspec.syntax, fspec.arguments,
+                                 fspec.description, fspec.seealso) < 0:
+            ast.log(ast.LOG_ERROR, f"Cannot register function {fspec.name} (from {fspec.module}): "
+                    "the name is taken by another module")
+    for cspec in registry.clis.values():
+        if ast.register_cli(cspec.command, cspec.summary, cspec.usage) < 0:
+            ast.log(ast.LOG_ERROR, f"Cannot register CLI command '{cspec.command}'")
+
+
+def on_shutdown() -> None:
+    ast.log(ast.LOG_NOTICE, "pbx_python: Asterisk is shutting down; Python stays initialised "
+            "until the process exits")
+
+
+def bind(ffi: Any, lib: Any) -> None:
+    """Called once from the module's embedding init code."""
+    global _ffi, _lib
+    _ffi, _lib = ffi, lib
+    ast.bind(ffi, lib)
+    logbridge.install()
+    from . import builtin_cli  # noqa: F401 - declares the python show ... commands
+    state.builtin = builtin_cli.REGISTRY
+    _register_with_asterisk(state.builtin)
+
+    def onerror(exc_type: Any, exc: Any, tb: Any) -> None:
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
+        ast.log(ast.LOG_ERROR, f"pbx_python internal error:\n{text}")
+
+    ffi.def_extern(name="pyast_on_app", error=-1, onerror=onerror)(on_app)
+    ffi.def_extern(name="pyast_on_func_read", error=-1, onerror=onerror)(on_func_read)
+    ffi.def_extern(name="pyast_on_func_write", error=-1, onerror=onerror)(on_func_write)
+    ffi.def_extern(name="pyast_on_cli", error=2, onerror=onerror)(on_cli)
+    ffi.def_extern(name="pyast_on_load", error=-1, onerror=onerror)(on_load)
+    ffi.def_extern(name="pyast_on_shutdown", onerror=onerror)(on_shutdown)

@@ -1,0 +1,136 @@
+"""The one place that talks to Asterisk's C API (through the cffi shim in pbx_python.so).
+
+Every function here that calls `_lib` costs one GIL hand-off; callers keep them few.
+Outside Asterisk (unit tests) nothing is bound and the calls raise NotInAsterisk, except logging,
+which falls back to Python's own stderr.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Mapping, Optional
+
+# Asterisk log levels (include/asterisk/logger.h)
+LOG_DEBUG = 0
+LOG_NOTICE = 2
+LOG_WARNING = 3
+LOG_ERROR = 4
+
+_ffi: Any = None
+_lib: Any = None
+
+
+class NotInAsterisk(RuntimeError):
+    """An Asterisk call was made outside a running Asterisk."""
+
+
+def bind(ffi: Any, lib: Any) -> None:
+    global _ffi, _lib
+    _ffi, _lib = ffi, lib
+
+
+def bound() -> bool:
+    return _lib is not None
+
+
+def lib() -> Any:
+    if _lib is None:
+        raise NotInAsterisk("pbx_python is not running inside Asterisk")
+    return _lib
+
+
+def ffi() -> Any:
+    if _ffi is None:
+        raise NotInAsterisk("pbx_python is not running inside Asterisk")
+    return _ffi
+
+
+def encode(text: str) -> bytes:
+    """str -> C string bytes; a NUL cannot be held by Asterisk, so it is refused, not dropped."""
+    data = text.encode("utf-8", "surrogateescape")
+    if b"\0" in data:
+        raise ValueError("a NUL character cannot be passed to Asterisk")
+    return data
+
+
+def decode(data: bytes) -> str:
+    """C string bytes -> str, losslessly (invalid UTF-8 survives as surrogate escapes)."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def log(level: int, message: str, file: str = "python", line: int = 0, func: str = "") -> None:
+    """Write one entry to the Asterisk logger (multi-line messages stay one entry)."""
+    if _lib is None:
+        print(f"[{level}] {message}", file=sys.__stderr__)
+        return
+    _lib.pyast_log(level, encode(os.path.basename(file)), line, encode(func),
+                   message.replace("\0", "\\0").encode("utf-8", "surrogateescape"))
+
+
+def verbose(message: str, level: int = 3, file: str = "python", line: int = 0, func: str = "") -> None:
+    """Asterisk verbose message, shown from `core set verbose <level>` up."""
+    if _lib is None or _lib.ast_verb_sys_level < level:
+        return  # checked here: no C call when nobody would see it
+    _lib.pyast_verbose(level, encode(os.path.basename(file)), line, encode(func),
+                       message.replace("\0", "\\0").encode("utf-8", "surrogateescape"))
+
+
+def debug_enabled() -> bool:
+    """True when Asterisk's core debug level is at least 1."""
+    return _lib is not None and _lib.option_debug > 0
+
+
+def verbosity() -> int:
+    """Asterisk's current maximum verbose level (0 outside Asterisk)."""
+    return 0 if _lib is None else int(_lib.ast_verb_sys_level)
+
+
+def manager_event(event: str, headers: Mapping[str, object]) -> None:
+    """Send an AMI event of class 'user' with the given headers."""
+    body = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    if any(c in body.replace("\r\n", "") for c in "\r\n") or "\r" in event or "\n" in event:
+        raise ValueError("manager event names and header values cannot hold CR or LF")
+    lib().pyast_manager_event(encode(event), encode(body))
+
+
+def version() -> str:
+    """The running Asterisk's version string."""
+    return decode(ffi().string(lib().ast_get_version()))
+
+
+def register_app(name: str, synopsis: str, description: str) -> int:
+    return lib().pyast_register_app(encode(name), encode(synopsis), encode(description))
+
+
+def register_function(name: str, synopsis: str, syntax: str, arguments: str, description: str,
+                      seealso: str) -> int:
+    return lib().pyast_register_function(encode(name), encode(synopsis), encode(syntax),
+                                         encode(arguments), encode(description), encode(seealso))
+
+
+def register_cli(command: str, summary: str, usage: str) -> int:
+    return lib().pyast_register_cli(encode(command), encode(summary), encode(usage))
+
+
+def add_extension(context: str, exten: str, priority: int, app: str, data: str = "") -> None:
+    """Add or replace one dialplan priority (the context is created if needed).
+
+    Owned by the registrar "pbx_python": a 'dialplan reload' of extensions.conf keeps it.
+    """
+    if lib().pyast_add_extension(encode(context), encode(exten), priority, encode(app),
+                                 encode(data)) != 0:
+        raise RuntimeError(f"cannot add {exten},{priority} to context {context}")
+
+
+def global_var(name: str) -> Optional[str]:
+    """Read a global dialplan variable."""
+    out = ffi().new("const char **")
+    n = lib().pyast_getvar(ffi().NULL, encode(name), out)
+    return None if n < 0 else decode(ffi().unpack(out[0], n))
+
+
+def func_read(expr: str) -> Optional[str]:
+    """Read a dialplan function without a channel, e.g. DEVICE_STATE(PJSIP/sopB)."""
+    out = ffi().new("const char **")
+    n = lib().pyast_func_read(ffi().NULL, encode(expr), out)
+    return None if n < 0 else decode(ffi().unpack(out[0], n))

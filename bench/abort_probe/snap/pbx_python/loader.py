@@ -1,0 +1,98 @@
+"""Importing the configured Python modules, fresh, into a new Registry.
+
+A load imports every configured module again (after dropping it and its submodules from
+sys.modules) while the decorators collect into a new Registry. On reload the result replaces the
+running code only if everything imported and every on_load hook passed; otherwise sys.modules is
+put back as it was and the old Registry stays in service.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from dataclasses import dataclass, field
+from types import ModuleType
+
+from .config import Config
+from .registry import Registry, collect_into
+
+
+@dataclass
+class ModuleStatus:
+    name: str
+    ok: bool
+    error: str = ""          # one line
+    traceback: str = ""      # full text, for the log
+
+
+@dataclass
+class LoadResult:
+    registry: Registry
+    modules: list[ModuleStatus] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(m.ok for m in self.modules)
+
+    def failures(self) -> list[ModuleStatus]:
+        return [m for m in self.modules if not m.ok]
+
+
+def _owned(name: str, roots: list[str]) -> bool:
+    return any(name == root or name.startswith(root + ".") for root in roots)
+
+
+def _describe(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+def load_modules(config: Config, *, all_or_nothing: bool) -> LoadResult:
+    """Import config.modules fresh and run their on_load hooks.
+
+    With all_or_nothing, any failure restores sys.modules to its previous state and the returned
+    registry is empty; otherwise modules that failed are left out and the rest are kept.
+    """
+    for path in config.paths:
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    roots = list(config.modules)
+    saved: dict[str, ModuleType] = {k: m for k, m in sys.modules.items() if _owned(k, roots)}
+    for key in saved:
+        del sys.modules[key]
+    importlib.invalidate_caches()
+
+    result = LoadResult(Registry())
+    previous = collect_into(result.registry)
+    try:
+        for name in config.modules:
+            before = set(result.registry.apps) | set(result.registry.functions)
+            try:
+                importlib.import_module(name)
+                for module, hook in list(result.registry.load_hooks):
+                    if _owned(module, [name]):
+                        hook(config)
+                result.modules.append(ModuleStatus(name, True))
+            except (Exception, SystemExit) as exc:  # user code may raise anything
+                result.modules.append(ModuleStatus(name, False, _describe(exc),
+                                                   traceback.format_exc()))
+                _forget(result.registry, name, before)
+                for key in [k for k in sys.modules if _owned(k, [name])]:
+                    del sys.modules[key]
+    finally:
+        collect_into(previous)
+
+    if all_or_nothing and not result.ok:
+        for key in [k for k in sys.modules if _owned(k, roots)]:
+            del sys.modules[key]
+        sys.modules.update(saved)
+        result.registry = Registry()
+    return result
+
+
+def _forget(registry: Registry, module: str, keep: set[str]) -> None:
+    """Drop what a module that failed had declared before failing."""
+    for table in (registry.apps, registry.functions, registry.clis):
+        for key in [k for k, spec in table.items() if _owned(spec.module, [module])]:
+            if key not in keep:
+                del table[key]
+    registry.load_hooks[:] = [(m, h) for m, h in registry.load_hooks if not _owned(m, [module])]

@@ -1,0 +1,172 @@
+"""Text of the default configuration files a test Asterisk instance starts with.
+
+Every function returns the complete file text; :class:`AsteriskInstance` writes them and lets
+callers override any file by name.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from .net import last_octet, require_loopback
+
+#: Name of the ``[logfiles]`` entry the helpers read (``<logdir>/full``).
+FULL_LOG = "full"
+
+#: Modules never loaded in tests: absent hardware, or sockets on non-loopback addresses by
+#: default, or traffic to outside servers. Only the ones present in the moddir are listed.
+NOLOAD_MODULES: tuple[str, ...] = (
+    "chan_alsa.so", "chan_oss.so", "chan_console.so", "chan_mobile.so",
+    "chan_dahdi.so", "codec_dahdi.so", "res_timing_dahdi.so",
+    "chan_iax2.so", "chan_unistim.so", "chan_mgcp.so", "chan_skinny.so", "chan_ooh323.so",
+    "chan_motif.so", "res_xmpp.so", "pbx_dundi.so", "res_hep.so", "res_hep_pjsip.so",
+    "res_hep_rtcp.so", "res_snmp.so", "res_pktccops.so", "res_statsd.so", "res_corosync.so",
+    "res_stun_monitor.so", "res_phoneprov.so", "res_pjsip_phoneprov_provider.so",
+    "cdr_radius.so", "cel_radius.so", "res_config_ldap.so", "res_smdi.so",
+    "res_calendar.so", "res_calendar_caldav.so", "res_calendar_ews.so",
+    "res_calendar_exchange.so", "res_calendar_icalendar.so", "res_prometheus.so",
+)
+
+
+def rtp_port_range(host: str) -> tuple[int, int]:
+    """A 150-port RTP range derived from the last octet of ``host`` (distinct per instance)."""
+    start = 10000 + last_octet(host) * 150
+    return start, start + 149
+
+
+def asterisk_conf(dirs: Mapping[str, Path | str], verbose: int = 3, debug: int = 0) -> str:
+    """asterisk.conf with a plain ``[directories]`` section (not the ignored ``(!)`` template)."""
+    lines = ["[directories]"]
+    lines += [f"{key} => {value}" for key, value in dirs.items()]
+    lines += [
+        "",
+        "[options]",
+        f"verbose = {verbose}",
+        f"debug = {debug}",
+        "nocolor = yes",
+        "hideconnect = yes",
+        "cache_media_frames = yes",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def logger_conf() -> str:
+    """A ``full`` file log (everything incl. verbose/debug) plus ``messages``; no queue log."""
+    return (
+        "[general]\n"
+        "dateformat = %F %T.%3q\n"
+        "queue_log = no\n"
+        "\n"
+        "[logfiles]\n"
+        f"{FULL_LOG} => notice,warning,error,verbose,debug,dtmf\n"
+        "messages => notice,warning,error\n"
+    )
+
+
+def modules_conf(present: Iterable[str] = (), noload: Iterable[str] = NOLOAD_MODULES) -> str:
+    """``autoload=yes`` with ``noload`` for unwanted modules that are actually in ``present``.
+
+    If ``present`` is empty every ``noload`` module is listed.
+    """
+    have = set(present)
+    lines = ["[modules]", "autoload = yes"]
+    lines += [f"noload => {m}" for m in noload if not have or m in have]
+    return "\n".join(lines) + "\n"
+
+
+def cdr_conf(enabled: bool) -> str:
+    """cdr.conf enabling or disabling the CDR engine."""
+    return f"[general]\nenable = {'yes' if enabled else 'no'}\n"
+
+
+def cel_conf(enabled: bool) -> str:
+    """cel.conf enabling (all events, all apps) or disabling CEL."""
+    if not enabled:
+        return "[general]\nenable = no\n"
+    return "[general]\nenable = yes\napps = all\nevents = ALL\n"
+
+
+def manager_conf(host: str, port: int = 5038, user: str = "test", secret: str = "test") -> str:
+    """AMI bound to ``host:port`` with one read/write-all user allowed from loopback only."""
+    require_loopback(host)
+    return (
+        "[general]\n"
+        "enabled = yes\n"
+        "webenabled = no\n"
+        f"port = {port}\n"
+        f"bindaddr = {host}\n"
+        "displayconnects = no\n"
+        "\n"
+        f"[{user}]\n"
+        f"secret = {secret}\n"
+        "deny = 0.0.0.0/0.0.0.0\n"
+        "permit = 127.0.0.0/255.0.0.0\n"
+        "read = all\n"
+        "write = all\n"
+    )
+
+
+def http_conf() -> str:
+    """The built-in HTTP server disabled."""
+    return "[general]\nenabled = no\n"
+
+
+def pjsip_conf(host: str, port: int = 5060, transport: str = "transport-udp") -> str:
+    """A single UDP transport bound to ``host:port``."""
+    require_loopback(host)
+    return f"[{transport}]\ntype = transport\nprotocol = udp\nbind = {host}:{port}\n"
+
+
+def pjsip_endpoint(
+    name: str,
+    peer_host: str,
+    peer_port: int = 5060,
+    *,
+    context: str = "default",
+    transport: str = "transport-udp",
+    codecs: str = "ulaw,alaw",
+    extra: Mapping[str, str] | None = None,
+) -> str:
+    """Endpoint + AOR + IP identify for a peer at ``peer_host:peer_port`` (append to pjsip.conf).
+
+    The endpoint names ``transport`` so RTP binds to that transport's address, not 0.0.0.0.
+    ``extra`` adds endpoint options.
+    """
+    require_loopback(peer_host)
+    lines = [
+        f"[{name}]",
+        "type = endpoint",
+        f"transport = {transport}",
+        f"context = {context}",
+        "disallow = all",
+        f"allow = {codecs}",
+        f"aors = {name}",
+        "direct_media = no",
+        "rtp_symmetric = yes",
+    ]
+    lines += [f"{k} = {v}" for k, v in (extra or {}).items()]
+    lines += [
+        "",
+        f"[{name}]",
+        "type = aor",
+        f"contact = sip:{peer_host}:{peer_port}",
+        "",
+        f"[{name}]",
+        "type = identify",
+        f"endpoint = {name}",
+        f"match = {peer_host}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def extensions_conf() -> str:
+    """A minimal dialplan with an empty ``[default]`` context."""
+    return "[general]\nstatic = yes\nwriteprotect = yes\n\n[default]\n"
+
+
+def rtp_conf(host: str) -> str:
+    """rtp.conf with a per-instance port range and ICE/STUN off (no traffic beyond loopback)."""
+    start, end = rtp_port_range(host)
+    return f"[general]\nrtpstart = {start}\nrtpend = {end}\nicesupport = no\n"

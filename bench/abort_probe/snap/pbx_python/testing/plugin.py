@@ -1,0 +1,166 @@
+"""pytest plugin: ``asterisk_prefix``, ``asterisk_factory`` and ``sipp`` fixtures, ``--asterisk-prefix``.
+
+Load with ``pytest_plugins = ["pbx_python.testing.plugin"]`` in a top-level conftest, or via a
+``pytest11`` entry point. Base dirs of instances are kept (and listed at the end of the run) when
+the test failed, an instance crashed, or ``PBX_PYTHON_KEEP=1``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .instance import AsteriskInstance
+from .net import free_loopback_host
+from .sipp import Sipp
+
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+_KEPT = pytest.StashKey[list[str]]()
+
+AsteriskFactory = Callable[..., AsteriskInstance]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--asterisk-prefix",
+        default=None,
+        help="Asterisk install prefix (holding sbin/asterisk) for integration tests; "
+        "default: $ASTERISK_PREFIX, contrib/build-asterisk.sh --print, or asterisk on PATH",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "integration: needs a real Asterisk (and maybe SIPp)")
+    config.stash[_KEPT] = []
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()  # type: ignore[attr-defined]
+    item.stash.setdefault(_REPORTS, {})[rep.when] = rep
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    kept = config.stash.get(_KEPT, [])
+    if kept:
+        terminalreporter.section("kept Asterisk base dirs")
+        for line in kept:
+            terminalreporter.write_line(line)
+
+
+def _is_prefix(path: Path) -> bool:
+    return (path / "sbin" / "asterisk").is_file()
+
+
+def _repo_roots(config: pytest.Config) -> list[Path]:
+    roots = []
+    for start in (Path(str(config.rootpath)), Path(__file__).resolve().parent):
+        for d in (start, *start.parents):
+            if (d / "contrib" / "build-asterisk.sh").is_file():
+                roots.append(d)
+                break
+    return roots
+
+
+def find_asterisk_prefix(config: pytest.Config) -> tuple[Path | None, str]:
+    """(prefix, how it was found) or (None, why not)."""
+    tried = []
+    opt = config.getoption("--asterisk-prefix", default=None)
+    for label, value in (("--asterisk-prefix", opt), ("ASTERISK_PREFIX", os.environ.get("ASTERISK_PREFIX"))):
+        if value:  # an explicit choice is never silently replaced by another Asterisk
+            p = Path(value)
+            if _is_prefix(p):
+                return p, label
+            return None, f"{label}={value} has no sbin/asterisk"
+    for root in _repo_roots(config):
+        script = root / "contrib" / "build-asterisk.sh"
+        try:
+            out = subprocess.run(
+                ["bash", str(script), "--print"], capture_output=True, text=True, timeout=120, cwd=root, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            tried.append(f"{script} --print failed: {exc}")
+            continue
+        lines = out.stdout.strip().splitlines()
+        if out.returncode == 0 and lines:
+            p = Path(lines[-1])
+            if _is_prefix(p) and (p / ".pbx-python-build-ok").exists():
+                return p, f"{script} --print"
+            tried.append(f"{p} (from {script.name} --print) is not built yet")
+    exe = shutil.which("asterisk")
+    if exe:
+        p = Path(exe).resolve().parent.parent
+        if _is_prefix(p):
+            return p, "asterisk on PATH"
+        tried.append(f"{exe} is not in <prefix>/sbin")
+    return None, "no Asterisk found: " + ("; ".join(tried) or "set --asterisk-prefix or ASTERISK_PREFIX")
+
+
+@pytest.fixture(scope="session")
+def asterisk_prefix(pytestconfig: pytest.Config) -> Path:
+    """The Asterisk install prefix; skips the test if none is available."""
+    prefix, how = find_asterisk_prefix(pytestconfig)
+    if prefix is None:
+        pytest.skip(how)
+    return prefix
+
+
+@pytest.fixture
+def asterisk_factory(request: pytest.FixtureRequest, asterisk_prefix: Path) -> Iterator[AsteriskFactory]:
+    """``make(host=None, *, start=False, **AsteriskInstance kwargs) -> AsteriskInstance``.
+
+    ``host=None`` picks a 127.0.0.N whose SIP and AMI ports are free. Every instance is stopped
+    at teardown; its base dir is removed unless the test failed, it crashed, or PBX_PYTHON_KEEP=1.
+    """
+    made: list[AsteriskInstance] = []
+
+    def make(host: str | None = None, *, start: bool = False, **kwargs: Any) -> AsteriskInstance:
+        if host is None:
+            host = free_loopback_host(exclude=[i.host for i in made])
+        kwargs.setdefault("name", f"ast{len(made) + 1}")
+        inst = AsteriskInstance(kwargs.pop("prefix", asterisk_prefix), host, **kwargs)
+        made.append(inst)
+        if start:
+            inst.start()
+        return inst
+
+    yield make
+
+    reports = request.node.stash.get(_REPORTS, {})
+    failed = any(r.failed for r in reports.values())
+    keep_all = os.environ.get("PBX_PYTHON_KEEP", "") not in ("", "0")
+    crashed = []
+    for inst in made:
+        inst.stop()
+        if inst.crashed_after_clean_end:
+            line = (f"{request.node.nodeid}: {inst.name} rc={inst.returncode} aborted in Asterisk's "
+                    f"final cleanup, after 'Asterisk cleanly ending' (not failing the test; "
+                    f"base kept at {inst.base})")
+            request.config.stash[_KEPT].append(line)
+            print(line)
+            continue
+        if inst.crashed:
+            crashed.append(inst)
+        if failed or keep_all or inst.crashed:
+            line = f"{request.node.nodeid}: {inst.name} {inst.host} kept at {inst.base}"
+            request.config.stash[_KEPT].append(line)
+            print(line)
+        else:
+            shutil.rmtree(inst.base, ignore_errors=True)
+    if crashed:
+        pytest.fail(
+            "Asterisk crashed: " + ", ".join(f"{i.name} rc={i.returncode} (base {i.base})" for i in crashed),
+            pytrace=False,
+        )
+
+
+@pytest.fixture
+def sipp(tmp_path: Path) -> Sipp:
+    """A :class:`Sipp` runner whose files go under the test's tmp_path."""
+    return Sipp(workdir=tmp_path / "sipp")
