@@ -80,6 +80,7 @@ int pyast_check_hangup(struct ast_channel *chan);
 int pyast_add_extension(const char *context, const char *exten, int priority,
                         const char *app, const char *data);
 void pyast_manager_event(const char *event, const char *body);
+int pyast_thread_state_count(void);
 const char *ast_get_version(void);
 extern int ast_verb_sys_level;
 extern int option_debug;

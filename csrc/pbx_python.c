@@ -166,6 +166,8 @@ static void apply_sets(struct ast_channel *chan, const char *sets, size_t len)
  * and keeps it until it exits: creating and destroying one per call would cost more than the
  * call itself.
  */
+static int thread_states; /*!< Python thread states pinned by live Asterisk threads */
+
 static void tstate_unpin(void *data)
 {
 	PyThreadState **pinned = data;
@@ -176,6 +178,7 @@ static void tstate_unpin(void *data)
 		PyEval_RestoreThread(*pinned);
 		PyThreadState_Clear(*pinned);
 		PyThreadState_DeleteCurrent(); /* and releases the GIL */
+		ast_atomic_fetchadd_int(&thread_states, -1);
 	}
 	ast_free(data);
 }
@@ -190,6 +193,7 @@ static PyGILState_STATE python_enter(void)
 	if (pinned && !*pinned) {
 		PyGILState_Ensure(); /* the pin: one more reference, never released by PyGILState */
 		*pinned = PyThreadState_Get();
+		ast_atomic_fetchadd_int(&thread_states, +1);
 	}
 	return gil;
 }
@@ -720,6 +724,12 @@ static int pyast_add_extension(const char *context, const char *exten, int prior
 static int pyast_check_hangup(struct ast_channel *chan)
 {
 	return ast_check_hangup_locked(chan);
+}
+
+/*! \brief How many Asterisk threads hold a Python thread state (for 'python show status'). */
+static int pyast_thread_state_count(void)
+{
+	return ast_atomic_fetchadd_int(&thread_states, 0);
 }
 
 static void pyast_manager_event(const char *event, const char *body)

@@ -97,6 +97,12 @@ def version() -> str:
     return decode(ffi().string(lib().ast_get_version()))
 
 
+def thread_states() -> int:
+    """How many Asterisk threads currently hold a Python thread state (one per thread that ran
+    Python code and has not ended yet)."""
+    return int(lib().pyast_thread_state_count())
+
+
 def register_app(name: str, synopsis: str, description: str) -> int:
     return lib().pyast_register_app(encode(name), encode(synopsis), encode(description))
 

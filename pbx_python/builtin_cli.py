@@ -49,6 +49,7 @@ def show_status(argv: list[str]) -> str:
         f"On exception:    {st.config.on_exception}",
         f"Applications:    {len(st.registry.apps)}",
         f"Functions:       {len(st.registry.functions)}",
+        f"Thread states:   {ast.thread_states()} (Asterisk threads that ran Python and still run)",
         "Modules:",
     ]
     for m in st.modules:

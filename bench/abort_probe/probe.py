@@ -17,6 +17,7 @@ PJSIP calls between nodes, then stops all nodes and inspects exit status and log
   --flood R [--flood-kind resp|req]: from --flood-lead s before the stop until all nodes
              exited, send R/s stray "200 OK"s to OPTIONS from 127.0.0.230 (resp), or OPTIONS
              requests from the peer nodes' IPs (req), to the nodes (see class Flood).
+  --extra-aors N: N more AORs per peer on every node, contact = the peer, qualify_frequency=1.
   --cores:   allow core dumps; a gdb backtrace of each core is added to the record.
 
 Only 127.0.0.220-250 are used. Results are appended as JSON lines to results.jsonl; base dirs of
@@ -79,17 +80,35 @@ exten => 2000,1,Answer()
 """
 
 
-def make_nodes(variant: str, spec: ClusterSpec) -> dict[str, AsteriskInstance]:
+def extra_aors(spec: ClusterSpec, node: str, per_peer: int) -> str:
+    """`per_peer` additional AORs per other node, contact = that node, qualified every second
+    (more qualify pings/responses in flight, and a longer options cleanup at unload)."""
+    out = []
+    for sop, peer in spec.sops.items():
+        if sop == node:
+            continue
+        for k in range(per_peer):
+            # AORs are only qualified when an endpoint references them
+            out.append(f"[x{sop}{k}]\ntype = endpoint\ntransport = transport-udp\n"
+                       f"context = callservice-in\ndisallow = all\nallow = ulaw\naors = x{sop}{k}\n\n"
+                       f"[x{sop}{k}]\ntype = aor\ncontact = sip:{peer}:5060\n"
+                       f"qualify_frequency = 1\nqualify_timeout = 0.5\n")
+    return "\n".join(out)
+
+
+def make_nodes(variant: str, spec: ClusterSpec, per_peer: int = 0) -> dict[str, AsteriskInstance]:
     nodes = {}
     for node, host in spec.sops.items():
+        pjsip = spec.pjsip_conf(node) + "\n" + extra_aors(spec, node, per_peer)
         if variant == "A":
-            configs = {"pjsip.conf": spec.pjsip_conf(node), "extensions.conf": extensions(node)}
+            configs = {"pjsip.conf": pjsip, "extensions.conf": extensions(node)}
             inst = AsteriskInstance(PREFIX, host, name=node, configs=configs)
             assert not (inst.moddir / "pbx_python.so").exists()
         else:
+            configs = spec.configs(node, extensions(node))
+            configs["pjsip.conf"] = pjsip
             inst = AsteriskInstance(PREFIX, host, name=node, modules=[MODULE_SO],
-                                    configs=spec.configs(node, extensions(node)),
-                                    env={"PYTHONPATH": str(SNAP)})
+                                    configs=configs, env={"PYTHONPATH": str(SNAP)})
         nodes[node] = inst
     return nodes
 
@@ -216,9 +235,9 @@ def inspect(inst: AsteriskInstance) -> dict:
 def iteration(i: int, args: argparse.Namespace) -> dict:
     spec = ClusterSpec(sops=hosts_for(args.base_octet), qualify_frequency=1, qualify_timeout=0.5,
                        python=str(ROOT / ".venv" / "bin" / "python"))
-    nodes = make_nodes(args.variant, spec)
+    nodes = make_nodes(args.variant, spec, args.extra_aors)
     rec: dict = {"iter": i, "variant": args.variant, "stop": args.stop, "calls": args.calls,
-                 "flood": 0,
+                 "flood": 0, "extra_aors": args.extra_aors,
                  "t": time.strftime("%H:%M:%S")}
     try:
         for inst in nodes.values():
@@ -277,6 +296,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--flood", type=int, default=0,
                     help="stray OPTIONS 200 OKs per second to the nodes while they stop (0 = off)")
+    ap.add_argument("--extra-aors", type=int, default=0,
+                    help="extra qualified AORs per peer node on every node (0 = as cluster.py)")
     ap.add_argument("--flood-kind", choices=("resp", "req"), default="resp")
     ap.add_argument("--flood-lead", type=float, default=0.3, help="flood this long before stopping")
     ap.add_argument("--cores", action="store_true", help="raise RLIMIT_CORE for the nodes")
@@ -297,9 +318,9 @@ def main() -> None:
             flag = " <-- " + json.dumps([(n["node"], n["rc"], n["stdout_bad"][:3], n["log_bad"][:2])
                                          for n in rec["nodes"] if n["crashed"] or n["stdout_bad"]
                                          or n["log_bad"]]) + " " + rec.get("setup_error", "")
-        print(f"[{rec['t']}] {args.variant}/{args.stop}/flood={args.flood}{args.flood_kind} iter {i}: rcs="
+        print(f"[{rec['t']}] {args.variant}/{args.stop}/flood={args.flood}{args.flood_kind}/x={args.extra_aors} iter {i}: rcs="
               f"{[n['rc'] for n in rec['nodes']]} stop={rec['stop_s']}s{flag}", flush=True)
-    print(f"DONE {args.variant}/{args.stop}/flood={args.flood}{args.flood_kind}: {total} aborts in {args.iterations} iterations", flush=True)
+    print(f"DONE {args.variant}/{args.stop}/flood={args.flood}{args.flood_kind}/x={args.extra_aors}: {total} aborts in {args.iterations} iterations", flush=True)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,22 @@ exten => info,1,Answer()
  same => n,PyInfo()
  same => n,Verbose(0,RESULT INFO ${INFO})
  same => n,Hangup()
+exten => case,1,Answer()
+ same => n,pyhello(Case)
+ same => n,Verbose(0,RESULT CASE HELLO=${HELLO})
+ same => n,Hangup()
+exten => nul,1,Answer()
+ same => n,Set(X=${PYNUL()})
+ same => n,Verbose(0,RESULT NUL X=[${X}])
+ same => n,Hangup()
+exten => long,1,Answer()
+ same => n,PyFuncLen(PYREPEAT(100000))
+ same => n,Verbose(0,RESULT LONG ${FLEN})
+ same => n,Hangup()
+exten => rowrite,1,Answer()
+ same => n,Set(PYUPPER()=x)
+ same => n,Verbose(0,RESULT ROWRITE)
+ same => n,Hangup()
 exten => h,1,Verbose(0,RESULT HANGUP PYTHON_ERROR=[${PYTHON_ERROR}])
 """
 
@@ -94,6 +110,47 @@ def test_function_read_from_ami_getvar_without_a_channel(python_asterisk):
     reply = ast.ami().action("GetVar", Variable="PYUPPER(via ami)")
     assert reply.get("Response") == "Success", reply
     assert reply.get("Value") == "VIA AMI"
+
+
+def test_application_names_are_case_insensitive_in_the_dialplan(python_asterisk):
+    ast = python_asterisk(DIALPLAN)
+    assert run(ast, "case") == "RESULT CASE HELLO=Hello Case"
+
+
+def test_function_value_with_a_nul_fails_the_read_with_a_log_line(python_asterisk):
+    ast = python_asterisk(DIALPLAN)
+    assert run(ast, "nul") == "RESULT NUL X=[]"
+    assert re.search(r"ERROR.*Python function PYNUL on .*raised an exception", ast.log_text())
+    assert "returned a value with a NUL character" in ast.log_text()
+
+
+def test_long_function_value_is_returned_whole(python_asterisk):
+    # the dialplan's ${} substitution caps values at 4 kB (Asterisk's own limit); a read2
+    # caller (here Python, through ast_func_read2) gets the whole value
+    ast = python_asterisk(DIALPLAN)
+    assert run(ast, "long") == "RESULT LONG 100000"
+
+
+def test_writing_a_read_only_function_is_refused_with_a_log_line(python_asterisk):
+    ast = python_asterisk(DIALPLAN)
+    assert run(ast, "rowrite") == "RESULT ROWRITE"
+    assert re.search(r"ERROR.*Function PYUPPER is read-only: write refused", ast.log_text())
+
+
+def _thread_states(ast) -> int:
+    return int(re.search(r"^Thread states:\s+(\d+)", ast.cli("python show status"), re.M).group(1))
+
+
+def test_python_thread_states_end_with_their_channel_threads(python_asterisk):
+    ast = python_asterisk(DIALPLAN)
+    baseline = _thread_states(ast)
+    for i in range(20):
+        assert run(ast, "hello") == "RESULT HELLO=Hello World"
+    deadline = time.monotonic() + 10
+    while _thread_states(ast) > baseline and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _thread_states(ast) == baseline
+    assert re.search(r"^PyHello\s+px_demo\s+20\s+0$", ast.cli("python show applications"), re.M)
 
 
 def test_core_show_application_shows_the_python_docs(python_asterisk):
@@ -223,6 +280,22 @@ exten => slow,1,Answer()
  same => n,Hangup()
 exten => gone,1,Answer()
  same => n,PyGone()
+ same => n,Hangup()
+exten => case,1,Answer()
+ same => n,pyhello(Case)
+ same => n,Verbose(0,RESULT CASE HELLO=${HELLO})
+ same => n,Hangup()
+exten => nul,1,Answer()
+ same => n,Set(X=${PYNUL()})
+ same => n,Verbose(0,RESULT NUL X=[${X}])
+ same => n,Hangup()
+exten => long,1,Answer()
+ same => n,PyFuncLen(PYREPEAT(100000))
+ same => n,Verbose(0,RESULT LONG ${FLEN})
+ same => n,Hangup()
+exten => rowrite,1,Answer()
+ same => n,Set(PYUPPER()=x)
+ same => n,Verbose(0,RESULT ROWRITE)
  same => n,Hangup()
 exten => h,1,Verbose(0,RESULT HANGUP)
 """

@@ -73,3 +73,20 @@ def py_reverse(chan, text=""):
 @py_reverse.setter
 def py_reverse_write(chan, value, *args):
     chan.set_var("REVERSED", value[::-1])
+
+
+@px.function("PYNUL", synopsis="Returns a value with a NUL character (cannot reach Asterisk)")
+def py_nul(chan, *args):
+    return "before\0after"
+
+
+@px.function("PYREPEAT", synopsis="The letter x, n times", syntax="PYREPEAT(n)")
+def py_repeat(chan, n="0"):
+    return "x" * int(n)
+
+
+@px.application("PyFuncLen", synopsis="FLEN = the length of a dialplan function's value, read "
+                "from Python (no 4 kB substitution buffer on the way)")
+def py_func_len(chan, expr=""):
+    value = chan.func_read(expr)
+    chan.set_var("FLEN", "failed" if value is None else str(len(value)))
