@@ -50,7 +50,11 @@ test: module
 demo: module
 	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) contrib/demo.py
 
-bench: module
+$(VENV)/.bench-deps-ok: $(VENV)/.deps-ok
+	$(PY) -m pip install -q --disable-pip-version-check panoramisk
+	touch $@
+
+bench: module $(VENV)/.bench-deps-ok
 	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
