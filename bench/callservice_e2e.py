@@ -17,8 +17,8 @@ sopB then answers (Answer(,i)), waits 0.1 s and hangs up.
 Fixed rate: each repetition is one SIPp run at the same call rate; p50/p99 per run.
 Setup times come from SIPp's -trace_msg timestamps (microseconds): first INVITE sent -> 200 OK
 received, per Call-ID.
-Rate search: steps of increasing call rate (each a SIPp run of step_seconds); the highest clean
-rate is the last step with < 0.1 % failed calls, where a call failed if it got no 200 OK or got
+Rate search: steps of increasing call rate (each a SIPp run of step_seconds), the implementations
+interleaved at each step; the highest clean rate is the last step with < 0.1 % failed calls, where a call failed if it got no 200 OK or got
 it after more than 500 ms (SIP T1: the caller would start retransmitting the INVITE).
 """
 from __future__ import annotations
@@ -187,28 +187,34 @@ def run(mode: Mode) -> dict[str, Any]:
                                 "failed_calls": sum(r["failed"] for r in rows),
                                 "calls": sum(r["calls"] for r in rows), "runs": rows}
                             for i, rows in fixed.items()}
-            search: dict[str, Any] = {}
-            for impl in IMPLS:
-                steps = []
-                best = None
-                for rate in rates:
+            # Interleaved: at each rate every implementation still clean runs once, so the three
+            # see the same machine conditions (a shared VM's load drifts over minutes).
+            steps: dict[str, list[dict[str, Any]]] = {i: [] for i in IMPLS}
+            best: dict[str, Any] = {i: None for i in IMPLS}
+            alive = list(IMPLS)
+            for rate in rates:
+                for impl in list(alive):
                     calls = int(rate * step_s)
                     r = sipp_run(sipp, cl.hosts["sopA"], impl, calls, rate)
                     r.pop("setup_ms", None)
                     clean = r["fail_pct"] < 0.1
-                    r["clean"] = clean
-                    steps.append(r)
                     log(f"e2e rate {impl} @{rate}: answered={r['answered']}/{calls} slow={r['slow']} p50={r['p50_ms']} "
                         f"p99={r['p99_ms']} elapsed={r['elapsed_s']:.1f}s")
                     try:
                         settle(cl)
                     except TimeoutError:
                         clean = False
-                    if not clean:
-                        break
-                    best = rate
-                search[impl] = {"highest_clean_cps": best, "steps": steps,
-                                "limit": "top of the tested rates" if best == rates[-1] else "failures"}
+                    r["clean"] = clean
+                    steps[impl].append(r)
+                    if clean:
+                        best[impl] = rate
+                    else:
+                        alive.remove(impl)
+                if not alive:
+                    break
+            search = {impl: {"highest_clean_cps": best[impl], "steps": steps[impl],
+                             "limit": "top of the tested rates" if best[impl] == rates[-1] else "failures"}
+                      for impl in IMPLS}
             out["rate_search"] = search
             out["badparams"] = a.log_text().count("BENCH badparams") + cl["sopB"].log_text().count("BENCH badparams")
     finally:

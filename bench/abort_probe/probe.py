@@ -18,6 +18,7 @@ PJSIP calls between nodes, then stops all nodes and inspects exit status and log
              exited, send R/s stray "200 OK"s to OPTIONS from 127.0.0.230 (resp), or OPTIONS
              requests from the peer nodes' IPs (req), to the nodes (see class Flood).
   --extra-aors N: N more AORs per peer on every node, contact = the peer, qualify_frequency=1.
+  --burn N: N busy-looping processes while the nodes stop (a loaded 2-core CI machine).
   --cores:   allow core dumps; a gdb backtrace of each core is added to the record.
 
 Only 127.0.0.220-250 are used. Results are appended as JSON lines to results.jsonl; base dirs of
@@ -256,8 +257,16 @@ def iteration(i: int, args: argparse.Namespace) -> dict:
         flood = Flood(list(spec.sops.values()), args.flood, args.flood_kind)
         flood.start()
         time.sleep(args.flood_lead)
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(args.burn)]
+    if burners:
+        time.sleep(0.3)
     t0 = time.monotonic()
     stop_all(nodes, args.stop)
+    for b in burners:              # exactly the processes started above
+        b.kill()
+        b.wait()
+    rec["burn"] = args.burn
     rec["stop_s"] = round(time.monotonic() - t0, 2)
     if flood:
         flood.stop_evt.set()
@@ -298,6 +307,8 @@ def main() -> None:
                     help="stray OPTIONS 200 OKs per second to the nodes while they stop (0 = off)")
     ap.add_argument("--extra-aors", type=int, default=0,
                     help="extra qualified AORs per peer node on every node (0 = as cluster.py)")
+    ap.add_argument("--burn", type=int, default=0,
+                    help="CPU-burning processes running while the nodes stop (loaded CI box)")
     ap.add_argument("--flood-kind", choices=("resp", "req"), default="resp")
     ap.add_argument("--flood-lead", type=float, default=0.3, help="flood this long before stopping")
     ap.add_argument("--cores", action="store_true", help="raise RLIMIT_CORE for the nodes")
@@ -318,9 +329,9 @@ def main() -> None:
             flag = " <-- " + json.dumps([(n["node"], n["rc"], n["stdout_bad"][:3], n["log_bad"][:2])
                                          for n in rec["nodes"] if n["crashed"] or n["stdout_bad"]
                                          or n["log_bad"]]) + " " + rec.get("setup_error", "")
-        print(f"[{rec['t']}] {args.variant}/{args.stop}/flood={args.flood}{args.flood_kind}/x={args.extra_aors} iter {i}: rcs="
+        print(f"[{rec['t']}] {args.variant}/{args.stop}/flood={args.flood}{args.flood_kind}/x={args.extra_aors}/burn={args.burn} iter {i}: rcs="
               f"{[n['rc'] for n in rec['nodes']]} stop={rec['stop_s']}s{flag}", flush=True)
-    print(f"DONE {args.variant}/{args.stop}/flood={args.flood}{args.flood_kind}/x={args.extra_aors}: {total} aborts in {args.iterations} iterations", flush=True)
+    print(f"DONE {args.variant}/{args.stop}/flood={args.flood}{args.flood_kind}/x={args.extra_aors}/burn={args.burn}: {total} aborts in {args.iterations} iterations", flush=True)
 
 
 if __name__ == "__main__":
