@@ -188,9 +188,12 @@ AST_THREADSTORAGE_CUSTOM(pyast_tstate_pin, NULL, tstate_unpin);
 static PyGILState_STATE python_enter(void)
 {
 	PyThreadState **pinned = ast_threadstorage_get(&pyast_tstate_pin, sizeof(*pinned));
+	/* Only a state created here is pinned: one that exists already belongs to Python's main
+	 * thread or to cffi (which keeps its own alive, and frees it at thread exit itself). */
+	int fresh = pinned && !*pinned && !PyGILState_GetThisThreadState();
 	PyGILState_STATE gil = PyGILState_Ensure();
 
-	if (pinned && !*pinned) {
+	if (fresh) {
 		PyGILState_Ensure(); /* the pin: one more reference, never released by PyGILState */
 		*pinned = PyThreadState_Get();
 		ast_atomic_fetchadd_int(&thread_states, +1);

@@ -19,6 +19,8 @@ PJSIP calls between nodes, then stops all nodes and inspects exit status and log
              requests from the peer nodes' IPs (req), to the nodes (see class Flood).
   --extra-aors N: N more AORs per peer on every node, contact = the peer, qualify_frequency=1.
   --burn N: N busy-looping processes while the nodes stop (a loaded 2-core CI machine).
+  --freeze S: before stopping, SIGSTOP sopB for S seconds while sopA calls it, then SIGCONT
+             (what test_silent_primary_is_abandoned_after_the_progress_timeout does).
   --cores:   allow core dumps; a gdb backtrace of each core is added to the record.
 
 Only 127.0.0.220-250 are used. Results are appended as JSON lines to results.jsonl; base dirs of
@@ -55,7 +57,7 @@ PREFIX = Path(subprocess.run(["bash", str(ROOT / "contrib" / "build-asterisk.sh"
                              cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()[-1])
 MODULE_SO = SNAP / "pbx_python.so"
 SOPS = ("sopA", "sopB", "sopC")
-BAD = re.compile(r"Assert failed.*|free\(\).*|double free.*|corrupted.*|malloc\(\).*|"
+BAD = re.compile(r"Assert failed.*|Cleanup incomplete.*|free\(\).*|double free.*|corrupted.*|malloc\(\).*|"
                  r"Segmentation fault.*|Aborted.*|FRACK.*")
 
 
@@ -238,7 +240,7 @@ def iteration(i: int, args: argparse.Namespace) -> dict:
                        python=str(ROOT / ".venv" / "bin" / "python"))
     nodes = make_nodes(args.variant, spec, args.extra_aors)
     rec: dict = {"iter": i, "variant": args.variant, "stop": args.stop, "calls": args.calls,
-                 "flood": 0, "extra_aors": args.extra_aors,
+                 "flood": 0, "extra_aors": args.extra_aors, "freeze": args.freeze,
                  "t": time.strftime("%H:%M:%S")}
     try:
         for inst in nodes.values():
@@ -250,6 +252,18 @@ def iteration(i: int, args: argparse.Namespace) -> dict:
             dst = names[(k + 1) % 3]
             src.cli(f"channel originate PJSIP/2000@{dst} application Wait 1")
         time.sleep(args.settle)
+        if args.freeze:
+            # like test_silent_primary_is_abandoned_after_the_progress_timeout: sopB frozen
+            # (still "up" for qualify until its timeout), a call towards it, then resumed and
+            # the cluster torn down right away by the fixture
+            b = nodes["sopB"]
+            os.kill(b.pid, signal.SIGSTOP)       # our own Asterisk process
+            try:
+                nodes["sopA"].cli("channel originate PJSIP/2000@sopB application Wait 1")
+                time.sleep(args.freeze)
+            finally:
+                os.kill(b.pid, signal.SIGCONT)
+            time.sleep(args.after_freeze)
     except Exception as exc:  # noqa: BLE001
         rec["setup_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
     flood = None
@@ -309,6 +323,10 @@ def main() -> None:
                     help="extra qualified AORs per peer node on every node (0 = as cluster.py)")
     ap.add_argument("--burn", type=int, default=0,
                     help="CPU-burning processes running while the nodes stop (loaded CI box)")
+    ap.add_argument("--freeze", type=float, default=0,
+                    help="SIGSTOP sopB this long (with a call to it from sopA), SIGCONT, then stop")
+    ap.add_argument("--after-freeze", type=float, default=0.2,
+                    help="seconds between SIGCONT and the stop")
     ap.add_argument("--flood-kind", choices=("resp", "req"), default="resp")
     ap.add_argument("--flood-lead", type=float, default=0.3, help="flood this long before stopping")
     ap.add_argument("--cores", action="store_true", help="raise RLIMIT_CORE for the nodes")
@@ -329,9 +347,9 @@ def main() -> None:
             flag = " <-- " + json.dumps([(n["node"], n["rc"], n["stdout_bad"][:3], n["log_bad"][:2])
                                          for n in rec["nodes"] if n["crashed"] or n["stdout_bad"]
                                          or n["log_bad"]]) + " " + rec.get("setup_error", "")
-        print(f"[{rec['t']}] {args.variant}/{args.stop}/flood={args.flood}{args.flood_kind}/x={args.extra_aors}/burn={args.burn} iter {i}: rcs="
+        print(f"[{rec['t']}] {args.variant}/{args.stop}/flood={args.flood}{args.flood_kind}/x={args.extra_aors}/burn={args.burn}/freeze={args.freeze:g} iter {i}: rcs="
               f"{[n['rc'] for n in rec['nodes']]} stop={rec['stop_s']}s{flag}", flush=True)
-    print(f"DONE {args.variant}/{args.stop}/flood={args.flood}{args.flood_kind}/x={args.extra_aors}/burn={args.burn}: {total} aborts in {args.iterations} iterations", flush=True)
+    print(f"DONE {args.variant}/{args.stop}/flood={args.flood}{args.flood_kind}/x={args.extra_aors}/burn={args.burn}/freeze={args.freeze:g}: {total} aborts in {args.iterations} iterations", flush=True)
 
 
 if __name__ == "__main__":

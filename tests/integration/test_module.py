@@ -153,6 +153,26 @@ def test_python_thread_states_end_with_their_channel_threads(python_asterisk):
     assert re.search(r"^PyHello\s+px_demo\s+20\s+0$", ast.cli("python show applications"), re.M)
 
 
+@pytest.mark.parametrize("first", ["function", "cli"])
+def test_one_thread_using_python_functions_and_python_cli_commands_ends_cleanly(python_asterisk, first):
+    # an AMI session is one Asterisk thread: GetVar reads a Python function (C-API path) and
+    # Command runs a Python CLI command (cffi path); either may create the thread's Python state
+    ast = python_asterisk(DIALPLAN)
+    baseline = _thread_states(ast)
+    for _ in range(3):
+        with ast.ami() as ami:
+            steps = [lambda: ami.action("GetVar", Variable="PYUPPER(x)").get("Value"),
+                     lambda: ami.action("Command", Command="python show status").get("Response")]
+            if first == "cli":
+                steps.reverse()
+            assert sorted(step() for step in steps) == ["Success", "X"]
+    deadline = time.monotonic() + 10
+    while _thread_states(ast) > baseline and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _thread_states(ast) == baseline
+    assert ast.eval_function("PYUPPER(still up)") == "STILL UP"
+
+
 def test_core_show_application_shows_the_python_docs(python_asterisk):
     ast = python_asterisk(DIALPLAN)
     out = ast.cli("core show application PyHello")
