@@ -6,8 +6,8 @@ parameters, done three ways:
   callservice  sopA: CallService(2000,sopB,,alpha,beta,gamma,delta)
                sopB: reads the parameters with INITSERVICE(1..4)
   native       sopA: DEVICE_STATE check, Dial(PJSIP/2001@sopB,^2,b(pre-dial handler)) where the
-                     handler adds the same nine X-CS-* headers with PJSIP_HEADER(add,...) (the
-                     parameters base64-encoded with BASE64_ENCODE)
+                     handler adds the same five headers (a route header and the four parameters,
+                     base64-encoded with BASE64_ENCODE) with PJSIP_HEADER(add,...)
                sopB: PJSIP_HEADER(read,...) + BASE64_DECODE for the four parameters
   fastagi      sopA: AGI(agi://.../callservice,...) on a panoramisk FastAGI server: one GET FULL
                      VARIABLE for the device state, SET VARIABLE x4, EXEC Dial with a pre-dial
@@ -39,7 +39,6 @@ PARAMS = ("alpha", "beta", "gamma", "delta")
 
 def extensions(node: str, agi_a: str, agi_b: str, progress: float = 2.0) -> str:
     p = ",".join(PARAMS)
-    headers_static = [("X-CS-V", "1"), ("X-CS-Origin", "sopA"), ("X-CS-Path", "sopA"), ("X-CS-Hop", "1")]
     return f"""\
 [general]
 static = yes
@@ -56,9 +55,7 @@ exten => agi,1,AGI({agi_a},2002,sopB,,{p},{progress:g})
  same => n,Hangup()
 
 [cs-predial-native]
-exten => s,1,NoOp()
-{"".join(f" same => n,Set(PJSIP_HEADER(add,{h})={v})" + chr(10) for h, v in headers_static)}\
- same => n,Set(PJSIP_HEADER(add,X-CS-Exten)=${{ARG1}})
+exten => s,1,Set(PJSIP_HEADER(add,X-CS)=v=1\\;o=sopA\\;path=sopA\\;h=1\\;e=${{ARG1}}\\;p=1234)
  same => n,Set(PJSIP_HEADER(add,X-CS-P1)=${{BASE64_ENCODE(${{ARG2}})}})
  same => n,Set(PJSIP_HEADER(add,X-CS-P2)=${{BASE64_ENCODE(${{ARG3}})}})
  same => n,Set(PJSIP_HEADER(add,X-CS-P3)=${{BASE64_ENCODE(${{ARG4}})}})
@@ -66,9 +63,7 @@ exten => s,1,NoOp()
  same => n,Return()
 
 [cs-predial-agi]
-exten => s,1,NoOp()
-{"".join(f" same => n,Set(PJSIP_HEADER(add,{h})={v})" + chr(10) for h, v in headers_static)}\
- same => n,Set(PJSIP_HEADER(add,X-CS-Exten)=2002)
+exten => s,1,Set(PJSIP_HEADER(add,X-CS)=v=1\\;o=sopA\\;path=sopA\\;h=1\\;e=2002\\;p=1234)
  same => n,Set(PJSIP_HEADER(add,X-CS-P1)=${{CS_H1}})
  same => n,Set(PJSIP_HEADER(add,X-CS-P2)=${{CS_H2}})
  same => n,Set(PJSIP_HEADER(add,X-CS-P3)=${{CS_H3}})

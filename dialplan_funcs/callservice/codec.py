@@ -4,20 +4,26 @@ Pure Python: no Asterisk or cffi imports (the glue that talks to Asterisk import
 
 Wire format, version 1 (all values are header-safe ASCII):
 
-    X-CallService-V:       "1"
-    X-CallService-Origin:  SOP that routed this leg (the sender), e.g. "sopA"
-    X-CallService-Path:    SOPs that routed the call so far, in order, ';'-separated;
-                           it ends with Origin
-    X-CallService-Hop:     number of CallService SIP legs so far (1 on the first leg), decimal
-    X-CallService-Exten:   destination extension (validated charset, sent as is)
+    X-CallService:         v=1;o=<origin>;path=<sop>/<sop>...;h=<hop>;e=<exten>;p=<present>[;sig=<hex>]
+        v     the version, "1"
+        o     the SOP that routed this leg (the sender), e.g. "sopA"
+        path  the SOPs that routed the call so far, in order, '/'-separated; it ends with o
+        h     the number of CallService SIP legs so far (1 on the first leg), decimal
+        e     the destination extension (validated charset, sent as is)
+        p     which parameters have their own header, as ascending digits, e.g. "124" ("" = none)
+        sig   lowercase hex HMAC-SHA256 over the canonical signing input (only when a shared
+              secret is configured)
     X-CallService-P1..P4:  parameter i as unpadded base64url of its UTF-8 bytes (RFC 4648 §5)
-    X-CallService-Sig:     lowercase hex HMAC-SHA256 over the canonical signing input
-                           (only when a shared secret is configured)
 
-Empty vs absent: a parameter is either empty or not. Empty parameters are NOT sent (no header),
-and on decode a missing header and an empty header value both mean "" (PJSIP_HEADER(read)
-returns "" for an absent header, so the two cannot be told apart anyway). The signature still
-covers all four parameters, so dropping a non-empty parameter's header breaks verification.
+Why this shape: every PJSIP_HEADER read is a round trip through the SIP session's serializer
+thread, so the receiver reads the route header, then exactly the parameter headers it lists:
+1 + (non-empty parameters) reads, none wasted on absent headers. Parameters keep headers of
+their own because a dialplan function read is capped at 4 kB (VAR_BUF_SIZE) and four 1024-byte
+parameters do not fit in one.
+
+Empty vs absent: a parameter is either empty or not. Empty parameters are NOT sent (no header,
+not in p=); a parameter listed in p= whose header is missing or empty is an error. The signature
+covers all four parameters, so dropping a non-empty parameter breaks verification.
 
 Decoding is strict: raw lengths are bounded before any decoding, base64url must use the
 exact alphabet with canonical (zero) trailing bits, and the bytes must be valid UTF-8 without
@@ -45,24 +51,21 @@ MAX_EXTEN_CHARS = 80
 MAX_PATH_SOPS = 32
 MAX_WIRE_HOP = 99
 
-HEADER_PREFIX = "X-CallService-"
-HDR_VERSION = "X-CallService-V"
-HDR_ORIGIN = "X-CallService-Origin"
-HDR_PATH = "X-CallService-Path"
-HDR_HOP = "X-CallService-Hop"
-HDR_EXTEN = "X-CallService-Exten"
+HDR_ROUTE = "X-CallService"
 HDR_PARAMS: tuple[str, ...] = tuple(f"X-CallService-P{i}" for i in range(1, NUM_PARAMS + 1))
-HDR_SIG = "X-CallService-Sig"
-#: Every header this codec reads or writes (the glue reads exactly these with PJSIP_HEADER).
-HEADER_NAMES: tuple[str, ...] = (
-    HDR_VERSION, HDR_ORIGIN, HDR_PATH, HDR_HOP, HDR_EXTEN, *HDR_PARAMS, HDR_SIG,
-)
+#: Every header this codec reads or writes.
+HEADER_NAMES: tuple[str, ...] = (HDR_ROUTE, *HDR_PARAMS)
+PATH_SEP = "/"            # not in the SOP name alphabet
+ROUTE_KEYS = ("v", "o", "path", "h", "e", "p", "sig")
+# The longest route header: a full path dominates (32 SOPs of 64 characters).
+MAX_ROUTE_CHARS = 64 + MAX_PATH_SOPS * (MAX_SOP_NAME_CHARS + 1) + MAX_EXTEN_CHARS + 64 + 40
 
 _SOP_RE = re.compile(rf"[A-Za-z0-9_.-]{{1,{MAX_SOP_NAME_CHARS}}}")
 _EXTEN_RE = re.compile(rf"[A-Za-z0-9*#+_.-]{{1,{MAX_EXTEN_CHARS}}}")
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
 _HOP_RE = re.compile(r"[1-9][0-9]?")
 _SIG_RE = re.compile(r"[0-9a-f]{64}")
+_PRESENT_RE = re.compile(r"1?2?3?4?")
 _SIG_DOMAIN = b"X-CallService-Sig/1"
 
 
@@ -97,11 +100,11 @@ class ParameterTooLongError(InvalidParameterError):
 
 
 class HeaderError(CallServiceError):
-    """Inbound X-CallService-* headers are malformed: treat the call as carrying no data."""
+    """Inbound X-CallService headers are malformed: treat the call as carrying no data."""
 
 
 class UnsupportedVersionError(HeaderError):
-    """X-CallService-V names a version this codec does not speak."""
+    """The route header names a version (v=) this codec does not speak."""
 
 
 class SignatureError(HeaderError):
@@ -291,23 +294,49 @@ def _secret_bytes(secret: str | bytes) -> bytes:
 def encode_headers(
     meta: CallMeta, params: Sequence[str], secret: str | bytes | None = None
 ) -> list[tuple[str, str]]:
-    """Headers to add to the outbound INVITE, in a stable order.
+    """Headers to add to the outbound INVITE: the route header, then each non-empty parameter.
 
     Raises InvalidParameterError (ParameterTooLongError for size) naming the parameter.
-    Empty parameters are omitted.
     """
     values = validate_params(params)
-    headers = [
-        (HDR_VERSION, VERSION),
-        (HDR_ORIGIN, meta.origin),
-        (HDR_PATH, ";".join(meta.path)),
-        (HDR_HOP, str(meta.hop)),
-        (HDR_EXTEN, meta.exten),
-    ]
-    headers += [(name, encode_param(v)) for name, v in zip(HDR_PARAMS, values, strict=True) if v]
+    present = "".join(str(i) for i, v in enumerate(values, start=1) if v)
+    route = (f"v={VERSION};o={meta.origin};path={PATH_SEP.join(meta.path)};h={meta.hop};"
+             f"e={meta.exten};p={present}")
     if secret is not None:
-        headers.append((HDR_SIG, sign(meta, values, secret)))
+        route += f";sig={sign(meta, values, secret)}"
+    headers = [(HDR_ROUTE, route)]
+    headers += [(name, encode_param(v)) for name, v in zip(HDR_PARAMS, values, strict=True) if v]
     return headers
+
+
+def _route_fields(raw: str) -> dict[str, str]:
+    if len(raw) > MAX_ROUTE_CHARS:
+        raise HeaderError(f"{HDR_ROUTE}: value is {len(raw)} characters; the limit is "
+                          f"{MAX_ROUTE_CHARS}")
+    fields: dict[str, str] = {}
+    for item in raw.split(";"):
+        key, eq, value = item.partition("=")
+        key = key.strip(" \t")
+        if not eq or key not in ROUTE_KEYS:
+            raise HeaderError(f"{HDR_ROUTE}: unexpected field {shown(item, 40)}")
+        if key in fields:
+            raise HeaderError(f"{HDR_ROUTE}: field {key} given twice")
+        fields[key] = value.strip(" \t")
+    return fields
+
+
+def listed_params(route: str) -> tuple[str, ...]:
+    """The parameter headers a route header says were sent (the ones to read), in order.
+
+    Lenient: a malformed route header lists none; decode_headers() reports what is wrong.
+    """
+    try:
+        present = _route_fields(route.strip(" \t")).get("p", "")
+    except HeaderError:
+        return ()
+    if not _PRESENT_RE.fullmatch(present):
+        return ()
+    return tuple(HDR_PARAMS[int(d) - 1] for d in present)
 
 
 def decode_headers(
@@ -315,57 +344,59 @@ def decode_headers(
 ) -> DecodedCall | None:
     """Parse inbound headers (names case-insensitive; missing, None or blank = absent).
 
-    Returns None when no X-CallService-* header is present at all (not a CallService call).
-    Raises HeaderError (or its subclasses UnsupportedVersionError / SignatureError) when the
-    headers are present but unusable. With ``secret`` None, a Sig header is ignored.
+    Returns None when there is no route header (not a CallService call). Raises HeaderError (or
+    its subclasses UnsupportedVersionError / SignatureError) when the headers are present but
+    unusable. With ``secret`` None, a sig field is ignored.
     """
     # Surrounding SP/HTAB is SIP linear whitespace, not part of the value.
-    present = {
-        k.lower(): v.strip(" \t") for k, v in headers.items()
-        if k.lower().startswith(HEADER_PREFIX.lower()) and v and v.strip(" \t")
-    }
-    if not present:
+    got = {k.lower(): v.strip(" \t") for k, v in headers.items() if v and v.strip(" \t")}
+    route = got.get(HDR_ROUTE.lower(), "")
+    if not route:
         return None
-
-    def get(name: str, limit: int) -> str:
-        raw = present.get(name.lower(), "")
-        if len(raw) > limit:
-            raise HeaderError(f"{name}: value is {len(raw)} characters; the limit is {limit}")
-        return raw
-
-    version = get(HDR_VERSION, 8)
+    fields = _route_fields(route)
+    version = fields.get("v", "")
     if not version:
-        raise HeaderError(f"{HDR_VERSION} is missing")
+        raise HeaderError(f"{HDR_ROUTE}: the version (v=) is missing")
     if version != VERSION:
-        raise UnsupportedVersionError(f"{HDR_VERSION}: unsupported version {version!r}")
-
-    origin = get(HDR_ORIGIN, MAX_SOP_NAME_CHARS)
-    raw_path = get(HDR_PATH, MAX_PATH_SOPS * (MAX_SOP_NAME_CHARS + 1))
-    raw_hop = get(HDR_HOP, 2)
-    exten = get(HDR_EXTEN, MAX_EXTEN_CHARS)
+        raise UnsupportedVersionError(f"{HDR_ROUTE}: unsupported version {shown(version, 20)}")
+    for key in ("o", "path", "h", "e", "p"):
+        if key not in fields:
+            raise HeaderError(f"{HDR_ROUTE}: field {key} is missing")
+    raw_hop = fields["h"]
     if not _HOP_RE.fullmatch(raw_hop):
-        raise HeaderError(f"{HDR_HOP}: {raw_hop!r} is not an integer in 1..{MAX_WIRE_HOP}")
+        raise HeaderError(f"{HDR_ROUTE}: h={shown(raw_hop, 20)} is not an integer in "
+                          f"1..{MAX_WIRE_HOP}")
     try:
-        meta = CallMeta(
-            origin=origin, path=tuple(raw_path.split(";")), hop=int(raw_hop), exten=exten
-        )
+        meta = CallMeta(origin=fields["o"], path=tuple(fields["path"].split(PATH_SEP)),
+                        hop=int(raw_hop), exten=fields["e"])
     except CallServiceError as exc:
         raise HeaderError(f"invalid CallService metadata: {exc}") from None
+    present = fields["p"]
+    if not _PRESENT_RE.fullmatch(present):
+        raise HeaderError(f"{HDR_ROUTE}: p={shown(present, 20)} is not ascending digits 1-4")
 
-    raw_params = [get(name, MAX_ENCODED_PARAM_CHARS) for name in HDR_PARAMS]
-    p1, p2, p3, p4 = (
-        decode_param(name, raw) for name, raw in zip(HDR_PARAMS, raw_params, strict=True)
-    )
-    params = (p1, p2, p3, p4)
+    decoded: list[str] = []
+    for i, name in enumerate(HDR_PARAMS, start=1):
+        raw = got.get(name.lower(), "")
+        if str(i) in present:
+            if not raw:
+                raise HeaderError(f"{name} is missing but listed in {HDR_ROUTE} (p={present})")
+            decoded.append(decode_param(name, raw))
+        elif raw:
+            raise HeaderError(f"{name} is present but not listed in {HDR_ROUTE} (p={present})")
+        else:
+            decoded.append("")
+    params = (decoded[0], decoded[1], decoded[2], decoded[3])
 
     verified = False
     if secret is not None:
-        raw_sig = present.get(HDR_SIG.lower(), "")
+        raw_sig = fields.get("sig", "")
         if not raw_sig:
-            raise SignatureError(f"{HDR_SIG} is missing and a shared secret is configured")
+            raise SignatureError(f"{HDR_ROUTE}: the signature (sig=) is missing and a shared "
+                                 "secret is configured")
         if len(raw_sig) != 64 or not _SIG_RE.fullmatch(raw_sig):
-            raise SignatureError(f"{HDR_SIG}: not 64 lowercase hex digits")
+            raise SignatureError(f"{HDR_ROUTE}: sig is not 64 lowercase hex digits")
         if not hmac.compare_digest(raw_sig, sign(meta, params, secret)):
-            raise SignatureError(f"{HDR_SIG}: signature does not match")
+            raise SignatureError(f"{HDR_ROUTE}: signature does not match")
         verified = True
     return DecodedCall(meta=meta, params=params, verified=verified)

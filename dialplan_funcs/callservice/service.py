@@ -12,6 +12,7 @@ reached from.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ DESCRIPTION = """\
 Tries sop1, then sop2. The local SOP gets the call through a Local channel into the service
 context (so the outcome comes back here), or, with option r, by sending this channel there.
 A remote SOP that qualify already marks unreachable is skipped without an INVITE. A remote SOP
-is called over its PJSIP trunk with the parameters and routing data in X-CallService-* headers.
+is called over its PJSIP trunk with the parameters and routing data in X-CallService headers.
 Node failures (unreachable, no progress in time, 408, 5xx, 404/480 'not here') move on to the
 next SOP; what the extension itself does (answer, busy, no answer, caller hang-up) does not.
 A call never goes back to a SOP it has visited or came from, and max_hops bounds the rest.
@@ -130,8 +131,14 @@ class Inbound:
 NO_PARAMS = ("", "", "", "")
 
 
-def inbound(chan: px.Channel) -> Inbound:
-    """What the call carries, decoded once per channel and cached in CALLSERVICE_IN*."""
+def inbound(chan: px.Channel, routing_only: bool = False) -> Inbound:
+    """What the call carries, decoded once per channel and cached in CALLSERVICE_IN*.
+
+    With ``routing_only`` (CallService deciding where to send a call), a call from an endpoint
+    that is not a cluster SOP is answered without reading its SIP headers, which could not be
+    believed anyway: each PJSIP_HEADER read is a round trip through the SIP session's thread.
+    INITSERVICE reads them, to warn about them.
+    """
     names = (IN_STATE, IN_FROM, IN_ORIGIN, IN_PATH, IN_HOP, IN_EXTEN, *IN_PARAMS)
     values = chan.eval(SEP.join(f"${{{n}}}" for n in names)).split(SEP)
     if len(values) == len(names) and values[0]:
@@ -141,9 +148,30 @@ def inbound(chan: px.Channel) -> Inbound:
             meta = codec.CallMeta(origin=origin, path=tuple(p for p in path.split(";") if p),
                                   hop=int(hop or 0), exten=exten)
         return Inbound(state, came_from or None, meta, tuple(params))  # type: ignore[arg-type]
-    found = _decode_sip(chan) if chan.tech == "PJSIP" else Inbound("none", None, None, NO_PARAMS)
+    if chan.tech != "PJSIP":
+        found = Inbound("none", None, None, NO_PARAMS)
+    else:
+        endpoint = pjsip_endpoint(chan)
+        came_from = settings().cluster.sop_for_endpoint(endpoint)
+        if came_from is None and routing_only:
+            return Inbound("none", None, None, NO_PARAMS)      # not cached: INITSERVICE checks
+        found = _decode_sip(chan, endpoint, came_from)
     _cache(chan, found)
     return found
+
+
+_PJSIP_NAME = re.compile(r"PJSIP/(.+)-[0-9a-f]{8}")
+
+
+def pjsip_endpoint(chan: px.Channel) -> str:
+    """The PJSIP endpoint of a PJSIP channel.
+
+    chan_pjsip names its channels PJSIP/<endpoint>-<8 hex digits>: reading the name costs
+    nothing, where CHANNEL(endpoint) is a round trip through the session's thread (used only
+    when the name has been changed, e.g. by a masquerade).
+    """
+    m = _PJSIP_NAME.fullmatch(chan.name)
+    return m.group(1) if m else chan.eval("${CHANNEL(endpoint)}")
 
 
 def _cache(chan: px.Channel, found: Inbound) -> None:
@@ -156,23 +184,23 @@ def _cache(chan: px.Channel, found: Inbound) -> None:
                    **dict(zip(IN_PARAMS, found.params))})
 
 
-def _decode_sip(chan: px.Channel) -> Inbound:
-    s = settings()
-    endpoint, present = chan.eval(
-        f"${{CHANNEL(endpoint)}}{SEP}${{PJSIP_HEADERS({codec.HEADER_PREFIX})}}").split(SEP)
-    came_from = s.cluster.sop_for_endpoint(endpoint)
-    names = [n for n in present.split(",") if n]
+def _decode_sip(chan: px.Channel, endpoint: str, came_from: Optional[str]) -> Inbound:
+    """Read the route header, then exactly the parameter headers it lists (see codec)."""
+    route = chan.eval(f"${{PJSIP_HEADER(read,{codec.HDR_ROUTE})}}")
     if came_from is None:
-        if names:
+        if route:
             log.warning("ignoring CallService headers on %s from endpoint '%s': it is not a "
                         "cluster SOP", chan.name, endpoint)
-        return Inbound("untrusted" if names else "none", None, None, NO_PARAMS)
-    if not names:
+        return Inbound("untrusted" if route else "none", None, None, NO_PARAMS)
+    if not route:
         return Inbound("none", came_from, None, NO_PARAMS)
-    reads = SEP.join(f"${{PJSIP_HEADER(read,{n})}}" for n in names)
-    headers = dict(zip(names, chan.eval(reads).split(SEP)))
+    headers = {codec.HDR_ROUTE: route}
+    listed = codec.listed_params(route)
+    if listed:
+        reads = SEP.join(f"${{PJSIP_HEADER(read,{n})}}" for n in listed)
+        headers.update(zip(listed, chan.eval(reads).split(SEP)))
     try:
-        decoded = codec.decode_headers(headers, s.secret)
+        decoded = codec.decode_headers(headers, settings().secret)
     except codec.HeaderError as exc:
         log.warning("ignoring CallService headers on %s from SOP %s: %s", chan.name, came_from, exc)
         return Inbound("invalid", came_from, None, NO_PARAMS)
@@ -235,7 +263,7 @@ def call_service(chan: px.Channel, exten: str = "", sop1: str = "", sop2: str = 
         return 0
 
     cluster = s.cluster
-    found = inbound(chan)
+    found = inbound(chan, routing_only=True)
     came_from, visited, hop = routing.loop_state(found.came_from, found.meta)
     request = routing.Request(exten, sop1.strip(), sop2.strip())
     delivered = found.meta is not None and found.meta.exten == exten
@@ -349,7 +377,7 @@ def _seconds(value: Optional[float]) -> str:
 @px.application("CallServicePreDial", synopsis="Internal to CallService: prepares an outgoing leg",
                 syntax="CallServicePreDial(token)",
                 description="Run by CallService as Dial's pre-dial handler on each outgoing "
-                            "channel: adds the X-CallService-* headers (remote SOP) or the "
+                            "channel: adds the X-CallService headers (remote SOP) or the "
                             "CALLSERVICE_IN* variables (local delivery). Not for direct use.")
 def predial(chan: px.Channel, token: str = "") -> int:
     leg = _pending.get(token)

@@ -1,10 +1,10 @@
-"""Example-based tests of the X-CallService-* header codec."""
+"""Example-based tests of the X-CallService header codec."""
 
 import pytest
 
 from dialplan_funcs.callservice import codec
 from dialplan_funcs.callservice.codec import (
-    HDR_EXTEN, HDR_HOP, HDR_ORIGIN, HDR_PATH, HDR_SIG, HDR_VERSION,
+    HDR_ROUTE,
     CallMeta, HeaderError, InvalidNameError, InvalidParameterError, ParameterTooLongError,
     SignatureError, UnsupportedVersionError, decode_headers, encode_headers,
 )
@@ -17,20 +17,44 @@ def roundtrip(params, secret=None, meta=META):
     return decode_headers(dict(encode_headers(meta, params, secret)), secret)
 
 
+def fields(route: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in route.split(";"))
+
+
+def with_field(headers: dict, key: str, value=None) -> dict:
+    """The headers with one route field changed (value None: removed)."""
+    f = fields(headers[HDR_ROUTE])
+    if value is None:
+        del f[key]
+    else:
+        f[key] = value
+    return {**headers, HDR_ROUTE: ";".join(f"{k}={v}" for k, v in f.items())}
+
+
 def test_header_names_are_the_documented_ones():
     assert codec.HEADER_NAMES == (
-        "X-CallService-V", "X-CallService-Origin", "X-CallService-Path", "X-CallService-Hop",
-        "X-CallService-Exten", "X-CallService-P1", "X-CallService-P2", "X-CallService-P3",
-        "X-CallService-P4", "X-CallService-Sig",
+        "X-CallService", "X-CallService-P1", "X-CallService-P2", "X-CallService-P3",
+        "X-CallService-P4",
     )
 
 
-def test_encode_emits_metadata_headers_in_order():
+def test_encode_emits_one_route_header_with_the_metadata():
     meta = CallMeta(origin="sopB", path=("sopA", "sopB"), hop=2, exten="*97#")
-    assert encode_headers(meta, []) == [
-        (HDR_VERSION, "1"), (HDR_ORIGIN, "sopB"), (HDR_PATH, "sopA;sopB"), (HDR_HOP, "2"),
-        (HDR_EXTEN, "*97#"),
-    ]
+    assert encode_headers(meta, []) == [(HDR_ROUTE, "v=1;o=sopB;path=sopA/sopB;h=2;e=*97#;p=")]
+
+
+def test_route_header_lists_the_parameters_that_have_a_header():
+    headers = encode_headers(META, ["x", "", "y", "z"])
+    assert fields(headers[0][1])["p"] == "134"
+    assert [name for name, _ in headers[1:]] == ["X-CallService-P1", "X-CallService-P3",
+                                                 "X-CallService-P4"]
+    assert codec.listed_params(headers[0][1]) == ("X-CallService-P1", "X-CallService-P3",
+                                                  "X-CallService-P4")
+
+
+@pytest.mark.parametrize("route", ["", "garbage", "v=1;p=31", "v=1;p=x", "v=1;p=1;p=2"])
+def test_a_malformed_route_header_lists_no_parameter_to_read(route):
+    assert codec.listed_params(route) == ()
 
 
 def test_parameters_with_separators_quotes_and_newlines_round_trip():
@@ -49,10 +73,59 @@ def test_empty_parameters_are_not_sent():
     assert "X-CallService-P1" in names and "X-CallService-P3" in names
 
 
-def test_absent_and_empty_headers_both_decode_to_empty_string():
+def test_an_unlisted_parameter_read_as_empty_decodes_to_empty_string():
     headers = dict(encode_headers(META, ["x"]))
-    headers["X-CallService-P2"] = ""
+    headers["X-CallService-P2"] = ""          # what PJSIP_HEADER(read) gives for no header
     assert decode_headers(headers).params == ("x", "", "", "")
+
+
+def test_a_listed_parameter_without_its_header_is_an_error():
+    headers = dict(encode_headers(META, ["x", "y"]))
+    del headers["X-CallService-P2"]
+    with pytest.raises(HeaderError, match="X-CallService-P2 is missing but listed"):
+        decode_headers(headers)
+
+
+def test_a_parameter_header_not_listed_in_the_route_header_is_an_error():
+    headers = dict(encode_headers(META, ["x"]))
+    headers["X-CallService-P3"] = "eQ"
+    with pytest.raises(HeaderError, match="X-CallService-P3 is present but not listed"):
+        decode_headers(headers)
+
+
+@pytest.mark.parametrize("present", ["21", "11", "5", "x", "1 2"])
+def test_an_invalid_parameter_list_is_rejected(present):
+    headers = with_field(dict(encode_headers(META, [])), "p", present)
+    with pytest.raises(HeaderError, match="p="):
+        decode_headers(headers)
+
+
+@pytest.mark.parametrize("route", ["v=1;o=sopA;path=sopA;h=1;e=1001;p=;x=1",
+                                   "v=1;o=sopA;path=sopA;h=1;e=1001;p=;o=sopB",
+                                   "v=1;o=sopA;path=sopA;h=1;e=1001;p=;junk"])
+def test_unknown_repeated_or_malformed_route_fields_are_rejected(route):
+    with pytest.raises(HeaderError, match="X-CallService: "):
+        decode_headers({HDR_ROUTE: route})
+
+
+@pytest.mark.parametrize("key", ["o", "path", "h", "e", "p"])
+def test_a_missing_route_field_is_an_error(key):
+    headers = with_field(dict(encode_headers(META, [])), key)
+    with pytest.raises(HeaderError, match=f"field {key} is missing"):
+        decode_headers(headers)
+
+
+def test_an_overlong_route_header_is_rejected_before_parsing():
+    with pytest.raises(HeaderError, match="the limit is"):
+        decode_headers({HDR_ROUTE: "v=1;" + "x" * codec.MAX_ROUTE_CHARS})
+
+
+def test_the_longest_valid_route_header_fits_a_dialplan_function_value():
+    meta = CallMeta("s" * 64, tuple("%02d" % i + "s" * 62 for i in range(31)) + ("s" * 64,), 99,
+                    "1" * 80)
+    route = dict(encode_headers(meta, ["a", "b", "c", "d"], SECRET))[HDR_ROUTE]
+    assert len(route) <= codec.MAX_ROUTE_CHARS < 4096
+    assert decode_headers(dict(encode_headers(meta, ["a"], SECRET)), SECRET).meta == meta
 
 
 def test_fewer_than_four_parameters_are_padded_with_empty():
@@ -99,6 +172,7 @@ def test_non_text_parameter_is_rejected():
 
 def test_no_callservice_headers_means_no_data():
     assert decode_headers({"From": "x", "X-Other": "y"}) is None
+    assert decode_headers({HDR_ROUTE: " "}) is None
 
 
 def test_header_names_are_matched_case_insensitively():
@@ -106,47 +180,45 @@ def test_header_names_are_matched_case_insensitively():
     assert decode_headers(headers).params[0] == "p"
 
 
-def test_missing_version_header_is_an_error():
-    headers = dict(encode_headers(META, ["p"]))
-    del headers[HDR_VERSION]
-    with pytest.raises(HeaderError, match="X-CallService-V is missing"):
+def test_missing_version_is_an_error():
+    headers = with_field(dict(encode_headers(META, ["p"])), "v")
+    with pytest.raises(HeaderError, match=r"the version \(v=\) is missing"):
         decode_headers(headers)
 
 
 def test_unknown_version_is_rejected():
-    headers = dict(encode_headers(META, ["p"]))
-    headers[HDR_VERSION] = "2"
+    headers = with_field(dict(encode_headers(META, ["p"])), "v", "2")
     with pytest.raises(UnsupportedVersionError):
         decode_headers(headers)
 
 
 @pytest.mark.parametrize("bad", ["ab+c", "ab/c", "abc=", "ab c", "ab,cd", "a\r\nb", "aé"])
 def test_parameter_outside_base64url_alphabet_is_rejected(bad):
-    headers = dict(encode_headers(META, []))
+    headers = dict(encode_headers(META, ["x"]))
     headers["X-CallService-P1"] = bad
     with pytest.raises(HeaderError, match="X-CallService-P1"):
         decode_headers(headers)
 
 
 def test_parameter_with_impossible_length_is_rejected():
-    headers = dict(encode_headers(META, []))
+    headers = dict(encode_headers(META, ["x"]))
     headers["X-CallService-P1"] = "abcde"
     with pytest.raises(HeaderError, match="impossible base64url length"):
         decode_headers(headers)
 
 
 def test_parameter_with_nonzero_trailing_bits_is_rejected():
-    headers = dict(encode_headers(META, []))
+    headers = dict(encode_headers(META, ["x"]))
     headers["X-CallService-P1"] = "QR"  # canonical form of b"A" is "QQ"
     with pytest.raises(HeaderError, match="non-canonical"):
         decode_headers(headers)
 
 
 def test_overlong_encoded_parameter_is_rejected_before_decoding(monkeypatch):
-    headers = dict(encode_headers(META, []))
+    headers = dict(encode_headers(META, ["", "", "", "x"]))
     headers["X-CallService-P4"] = "A" * (codec.MAX_ENCODED_PARAM_CHARS + 1)
     monkeypatch.setattr(codec.base64, "b64decode", lambda *a, **k: pytest.fail("decoded"))
-    with pytest.raises(HeaderError, match="X-CallService-P4: value is 1367 characters"):
+    with pytest.raises(HeaderError, match="X-CallService-P4: encoded value is 1367 characters"):
         decode_headers(headers)
 
 
@@ -155,14 +227,14 @@ def test_max_encoded_parameter_length_matches_1024_bytes():
 
 
 def test_parameter_decoding_to_invalid_utf8_is_rejected():
-    headers = dict(encode_headers(META, []))
+    headers = dict(encode_headers(META, ["x"]))
     headers["X-CallService-P1"] = codec.encode_bytes(b"\xff\xfe")
     with pytest.raises(HeaderError, match="not valid UTF-8"):
         decode_headers(headers)
 
 
 def test_parameter_decoding_to_nul_is_rejected():
-    headers = dict(encode_headers(META, []))
+    headers = dict(encode_headers(META, ["x"]))
     headers["X-CallService-P1"] = codec.encode_bytes(b"a\x00")
     with pytest.raises(HeaderError, match="NUL"):
         decode_headers(headers)
@@ -170,23 +242,20 @@ def test_parameter_decoding_to_nul_is_rejected():
 
 @pytest.mark.parametrize("hop", ["0", "01", "-1", "1.0", "100", "x", ""])
 def test_invalid_hop_is_rejected(hop):
-    headers = dict(encode_headers(META, []))
-    headers[HDR_HOP] = hop
-    with pytest.raises(HeaderError, match="X-CallService-Hop"):
+    headers = with_field(dict(encode_headers(META, [])), "h", hop)
+    with pytest.raises(HeaderError, match="h="):
         decode_headers(headers)
 
 
 def test_path_not_ending_with_origin_is_rejected():
-    headers = dict(encode_headers(META, []))
-    headers[HDR_PATH] = "sopA;sopB"
+    headers = with_field(dict(encode_headers(META, [])), "path", "sopA/sopB")
     with pytest.raises(HeaderError, match="must end with the origin"):
         decode_headers(headers)
 
 
-@pytest.mark.parametrize("exten", ["100&PJSIP/evil", "1 2", "", "1@x", "a" * 81])
+@pytest.mark.parametrize("exten", ["100&PJSIP/evil", "1 2", "", "1@x", "a" * 81, "1,2"])
 def test_invalid_extension_header_is_rejected(exten):
-    headers = dict(encode_headers(META, []))
-    headers[HDR_EXTEN] = exten
+    headers = with_field(dict(encode_headers(META, [])), "e", exten)
     with pytest.raises(HeaderError):
         decode_headers(headers)
 
@@ -197,13 +266,12 @@ def test_signed_headers_verify():
 
 
 def test_signature_is_lowercase_hex_sha256():
-    sig = dict(encode_headers(META, ["a"], SECRET))[HDR_SIG]
+    sig = fields(dict(encode_headers(META, ["a"], SECRET))[HDR_ROUTE])["sig"]
     assert len(sig) == 64 and sig == sig.lower() and int(sig, 16) >= 0
 
 
 def test_unsigned_decode_reports_not_verified_and_ignores_sig():
-    headers = dict(encode_headers(META, ["a"], SECRET))
-    headers[HDR_SIG] = "0" * 64
+    headers = with_field(dict(encode_headers(META, ["a"], SECRET)), "sig", "0" * 64)
     assert decode_headers(headers).verified is False
 
 
@@ -221,7 +289,7 @@ def test_wrong_secret_fails_verification():
 
 def test_overlong_signature_is_a_signature_error():
     headers = dict(encode_headers(META, ["a"], SECRET))
-    headers[HDR_SIG] += "0"
+    headers = with_field(headers, "sig", fields(headers[HDR_ROUTE])["sig"] + "0")
     with pytest.raises(SignatureError, match="lowercase hex"):
         decode_headers(headers, SECRET)
 
@@ -233,13 +301,13 @@ def test_surrounding_linear_whitespace_of_header_values_is_ignored():
 
 def test_uppercase_signature_is_rejected():
     headers = dict(encode_headers(META, ["a"], SECRET))
-    headers[HDR_SIG] = headers[HDR_SIG].upper()
+    headers = with_field(headers, "sig", fields(headers[HDR_ROUTE])["sig"].upper())
     with pytest.raises(SignatureError, match="lowercase hex"):
         decode_headers(headers, SECRET)
 
 
-def test_removing_a_nonempty_parameter_header_breaks_the_signature():
-    headers = dict(encode_headers(META, ["a", "b"], SECRET))
+def test_removing_a_nonempty_parameter_breaks_the_signature():
+    headers = with_field(dict(encode_headers(META, ["a", "b"], SECRET)), "p", "1")
     del headers["X-CallService-P2"]
     with pytest.raises(SignatureError):
         decode_headers(headers, SECRET)

@@ -1,1 +1,0 @@
-"""Python dialplan modules shipped with pbx_python (CallService and INITSERVICE live in callservice)."""
