@@ -129,6 +129,9 @@ class Inbound:
 
 
 NO_PARAMS = ("", "", "", "")
+_IN_NAMES = (IN_STATE, IN_FROM, IN_ORIGIN, IN_PATH, IN_HOP, IN_EXTEN, *IN_PARAMS)
+_IN_TEMPLATE = SEP.join(f"${{{n}}}" for n in _IN_NAMES)    # all of them in one substitution
+_parsed: dict[str, "Inbound"] = {}    # substituted _IN_TEMPLATE -> Inbound (immutable), bounded
 
 
 def inbound(chan: px.Channel, routing_only: bool = False) -> Inbound:
@@ -139,15 +142,22 @@ def inbound(chan: px.Channel, routing_only: bool = False) -> Inbound:
     believed anyway: each PJSIP_HEADER read is a round trip through the SIP session's thread.
     INITSERVICE reads them, to warn about them.
     """
-    names = (IN_STATE, IN_FROM, IN_ORIGIN, IN_PATH, IN_HOP, IN_EXTEN, *IN_PARAMS)
-    values = chan.eval(SEP.join(f"${{{n}}}" for n in names)).split(SEP)
-    if len(values) == len(names) and values[0]:
+    cached = chan.eval(_IN_TEMPLATE)
+    found = _parsed.get(cached)
+    if found is not None:
+        return found
+    values = cached.split(SEP)
+    if len(values) == len(_IN_NAMES) and values[0]:
         state, came_from, origin, path, hop, exten, *params = values
         meta = None
         if origin:
             meta = codec.CallMeta(origin=origin, path=tuple(p for p in path.split(";") if p),
                                   hop=int(hop or 0), exten=exten)
-        return Inbound(state, came_from or None, meta, tuple(params))  # type: ignore[arg-type]
+        found = Inbound(state, came_from or None, meta, tuple(params))  # type: ignore[arg-type]
+        if len(_parsed) >= 256:
+            _parsed.clear()
+        _parsed[cached] = found      # the other INITSERVICE reads of this call skip the parsing
+        return found
     if chan.tech != "PJSIP":
         found = Inbound("none", None, None, NO_PARAMS)
     else:
