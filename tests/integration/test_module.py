@@ -254,7 +254,7 @@ def test_unload_is_refused_with_a_clear_message(python_asterisk):
 def test_graceful_stop_ends_cleanly(python_asterisk):
     ast = python_asterisk(DIALPLAN)
     run(ast, "hello")
-    assert ast.stop() == 0
+    assert ast.stop(graceful=True) == 0
     assert "pbx_python: Asterisk is shutting down" in ast.log_text()
 
 

@@ -166,3 +166,22 @@ def test_stat_counts() -> None:
 def test_ami_parse_message() -> None:
     msg = parse_message("Response: Success\r\nActionID: 1\r\nOutput: a\r\nOutput: b\r\nValue: x: y")
     assert msg == {"Response": "Success", "ActionID": "1", "Output": "a\nb", "Value": "x: y"}
+
+
+@pytest.mark.parametrize("rc, log, known", [
+    (-6, "ERROR[1] pjproject: ../src/pjsip/sip_endpo Assert failed: endpt && rdata\n", True),
+    (-6, "NOTICE[1] asterisk.c: Asterisk cleanly ending (0).\n", False),      # no signature
+    (-11, "Assert failed: endpt && rdata\n", False),                          # SIGSEGV: not it
+    (0, "Assert failed: endpt && rdata\n", False),                            # no crash at all
+])
+def test_only_the_res_pjsip_unload_race_signature_counts_as_the_known_asterisk_bug(tmp_path, rc, log, known):
+    binary = tmp_path / "prefix" / "sbin" / "asterisk"      # never run: only its path is checked
+    binary.parent.mkdir(parents=True)
+    binary.write_text("")
+    binary.chmod(0o755)
+    inst = AsteriskInstance(tmp_path / "prefix", "127.0.0.1")
+    inst.log_path.parent.mkdir(parents=True, exist_ok=True)
+    inst.log_path.write_text(log)
+    inst.returncode = rc
+    assert inst.crashed_by_known_asterisk_bug is known
+    inst.cleanup()
