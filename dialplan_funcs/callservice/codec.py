@@ -4,26 +4,27 @@ Pure Python: no Asterisk or cffi imports (the glue that talks to Asterisk import
 
 Wire format, version 1 (all values are header-safe ASCII):
 
-    X-CallService:         v=1;o=<origin>;path=<sop>/<sop>...;h=<hop>;e=<exten>;p=<present>[;sig=<hex>]
-        v     the version, "1"
-        o     the SOP that routed this leg (the sender), e.g. "sopA"
-        path  the SOPs that routed the call so far, in order, '/'-separated; it ends with o
-        h     the number of CallService SIP legs so far (1 on the first leg), decimal
-        e     the destination extension (validated charset, sent as is)
-        p     which parameters have their own header, as ascending digits, e.g. "124" ("" = none)
-        sig   lowercase hex HMAC-SHA256 over the canonical signing input (only when a shared
-              secret is configured)
-    X-CallService-P1..P4:  parameter i as unpadded base64url of its UTF-8 bytes (RFC 4648 §5)
+    X-CallService:  v=1;o=<origin>;path=<sop>/<sop>...;h=<hop>;e=<exten>[;p<n>=<b64>...][;x=<n...>][;sig=<hex>]
+        v      the version, "1"
+        o      the SOP that routed this leg (the sender), e.g. "sopA"
+        path   the SOPs that routed the call so far, in order, '/'-separated; it ends with o
+        h      the number of CallService SIP legs so far (1 on the first leg), decimal
+        e      the destination extension (validated charset, sent as is)
+        p1..p4 a non-empty parameter, as unpadded base64url of its UTF-8 bytes (RFC 4648 §5)
+        x      the parameters that travel in headers of their own instead, ascending digits
+        sig    lowercase hex HMAC-SHA256 over the canonical signing input (only when a shared
+               secret is configured)
+    X-CallService-P1..P4:  a parameter listed in x=, base64url as above
 
 Why this shape: every PJSIP_HEADER read is a round trip through the SIP session's serializer
-thread, so the receiver reads the route header, then exactly the parameter headers it lists:
-1 + (non-empty parameters) reads, none wasted on absent headers. Parameters keep headers of
-their own because a dialplan function read is capped at 4 kB (VAR_BUF_SIZE) and four 1024-byte
-parameters do not fit in one.
+thread, so everything travels in the one route header when it fits: the receiver reads one
+header. A dialplan function value is capped at 4 kB (VAR_BUF_SIZE), so when the route header
+would exceed ROUTE_INLINE_LIMIT characters, the largest parameters move to headers of their own
+(listed in x=) until it fits; the receiver then reads exactly those too.
 
-Empty vs absent: a parameter is either empty or not. Empty parameters are NOT sent (no header,
-not in p=); a parameter listed in p= whose header is missing or empty is an error. The signature
-covers all four parameters, so dropping a non-empty parameter breaks verification.
+Empty vs absent: an empty parameter is not sent at all (neither p<n>= nor in x=). A parameter
+listed in x= whose header is missing or empty is an error. The signature covers all four
+parameters, so dropping a non-empty parameter breaks verification.
 
 Decoding is strict: raw lengths are bounded before any decoding, base64url must use the
 exact alphabet with canonical (zero) trailing bits, and the bytes must be valid UTF-8 without
@@ -56,16 +57,18 @@ HDR_PARAMS: tuple[str, ...] = tuple(f"X-CallService-P{i}" for i in range(1, NUM_
 #: Every header this codec reads or writes.
 HEADER_NAMES: tuple[str, ...] = (HDR_ROUTE, *HDR_PARAMS)
 PATH_SEP = "/"            # not in the SOP name alphabet
-ROUTE_KEYS = ("v", "o", "path", "h", "e", "p", "sig")
-# The longest route header: a full path dominates (32 SOPs of 64 characters).
-MAX_ROUTE_CHARS = 64 + MAX_PATH_SOPS * (MAX_SOP_NAME_CHARS + 1) + MAX_EXTEN_CHARS + 64 + 40
+INLINE_KEYS: tuple[str, ...] = tuple(f"p{i}" for i in range(1, NUM_PARAMS + 1))
+ROUTE_KEYS = ("v", "o", "path", "h", "e", *INLINE_KEYS, "x", "sig")
+# A dialplan function value (PJSIP_HEADER(read)) is cut at VAR_BUF_SIZE - 1 = 4095 characters.
+ROUTE_INLINE_LIMIT = 3800
+MAX_ROUTE_CHARS = 4095
 
 _SOP_RE = re.compile(rf"[A-Za-z0-9_.-]{{1,{MAX_SOP_NAME_CHARS}}}")
 _EXTEN_RE = re.compile(rf"[A-Za-z0-9*#+_.-]{{1,{MAX_EXTEN_CHARS}}}")
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
 _HOP_RE = re.compile(r"[1-9][0-9]?")
 _SIG_RE = re.compile(r"[0-9a-f]{64}")
-_PRESENT_RE = re.compile(r"1?2?3?4?")
+_SEPARATE_RE = re.compile(r"1?2?3?4?")
 _SIG_DOMAIN = b"X-CallService-Sig/1"
 
 
@@ -294,18 +297,29 @@ def _secret_bytes(secret: str | bytes) -> bytes:
 def encode_headers(
     meta: CallMeta, params: Sequence[str], secret: str | bytes | None = None
 ) -> list[tuple[str, str]]:
-    """Headers to add to the outbound INVITE: the route header, then each non-empty parameter.
+    """Headers to add to the outbound INVITE: the route header, then any parameter that does
+    not fit in it (see the module docstring).
 
     Raises InvalidParameterError (ParameterTooLongError for size) naming the parameter.
     """
     values = validate_params(params)
-    present = "".join(str(i) for i, v in enumerate(values, start=1) if v)
-    route = (f"v={VERSION};o={meta.origin};path={PATH_SEP.join(meta.path)};h={meta.hop};"
-             f"e={meta.exten};p={present}")
-    if secret is not None:
-        route += f";sig={sign(meta, values, secret)}"
-    headers = [(HDR_ROUTE, route)]
-    headers += [(name, encode_param(v)) for name, v in zip(HDR_PARAMS, values, strict=True) if v]
+    encoded = {i: encode_param(v) for i, v in enumerate(values, start=1) if v}
+    head = f"v={VERSION};o={meta.origin};path={PATH_SEP.join(meta.path)};h={meta.hop};e={meta.exten}"
+    tail = f";sig={sign(meta, values, secret)}" if secret is not None else ""
+    inline = dict(encoded)
+    separate: list[int] = []
+
+    def route() -> str:
+        fields = "".join(f";p{i}={v}" for i, v in inline.items())
+        x = f";x={''.join(map(str, sorted(separate)))}" if separate else ""
+        return head + fields + x + tail
+
+    while len(route()) > ROUTE_INLINE_LIMIT:
+        largest = max(inline, key=lambda i: (len(inline[i]), -i))
+        separate.append(largest)
+        del inline[largest]
+    headers = [(HDR_ROUTE, route())]
+    headers += [(HDR_PARAMS[i - 1], encoded[i]) for i in sorted(separate)]
     return headers
 
 
@@ -326,17 +340,17 @@ def _route_fields(raw: str) -> dict[str, str]:
 
 
 def listed_params(route: str) -> tuple[str, ...]:
-    """The parameter headers a route header says were sent (the ones to read), in order.
+    """The parameter headers a route header says travel separately (the ones to read).
 
     Lenient: a malformed route header lists none; decode_headers() reports what is wrong.
     """
     try:
-        present = _route_fields(route.strip(" \t")).get("p", "")
+        separate = _route_fields(route.strip(" \t")).get("x", "")
     except HeaderError:
         return ()
-    if not _PRESENT_RE.fullmatch(present):
+    if not _SEPARATE_RE.fullmatch(separate):
         return ()
-    return tuple(HDR_PARAMS[int(d) - 1] for d in present)
+    return tuple(HDR_PARAMS[int(d) - 1] for d in separate)
 
 
 def decode_headers(
@@ -359,7 +373,7 @@ def decode_headers(
         raise HeaderError(f"{HDR_ROUTE}: the version (v=) is missing")
     if version != VERSION:
         raise UnsupportedVersionError(f"{HDR_ROUTE}: unsupported version {shown(version, 20)}")
-    for key in ("o", "path", "h", "e", "p"):
+    for key in ("o", "path", "h", "e"):
         if key not in fields:
             raise HeaderError(f"{HDR_ROUTE}: field {key} is missing")
     raw_hop = fields["h"]
@@ -371,19 +385,26 @@ def decode_headers(
                         hop=int(raw_hop), exten=fields["e"])
     except CallServiceError as exc:
         raise HeaderError(f"invalid CallService metadata: {exc}") from None
-    present = fields["p"]
-    if not _PRESENT_RE.fullmatch(present):
-        raise HeaderError(f"{HDR_ROUTE}: p={shown(present, 20)} is not ascending digits 1-4")
+    separate = fields.get("x", "")
+    if not _SEPARATE_RE.fullmatch(separate):
+        raise HeaderError(f"{HDR_ROUTE}: x={shown(separate, 20)} is not ascending digits 1-4")
 
     decoded: list[str] = []
     for i, name in enumerate(HDR_PARAMS, start=1):
+        key = INLINE_KEYS[i - 1]
         raw = got.get(name.lower(), "")
-        if str(i) in present:
+        if str(i) in separate:
+            if key in fields:
+                raise HeaderError(f"{HDR_ROUTE}: parameter {i} is both inline ({key}=) and in x=")
             if not raw:
-                raise HeaderError(f"{name} is missing but listed in {HDR_ROUTE} (p={present})")
+                raise HeaderError(f"{name} is missing but listed in {HDR_ROUTE} (x={separate})")
             decoded.append(decode_param(name, raw))
         elif raw:
-            raise HeaderError(f"{name} is present but not listed in {HDR_ROUTE} (p={present})")
+            raise HeaderError(f"{name} is present but not listed in {HDR_ROUTE} (x={separate})")
+        elif key in fields:
+            if not fields[key]:
+                raise HeaderError(f"{HDR_ROUTE}: {key} is empty (an empty parameter is not sent)")
+            decoded.append(decode_param(f"{HDR_ROUTE} {key}", fields[key]))
         else:
             decoded.append("")
     params = (decoded[0], decoded[1], decoded[2], decoded[3])

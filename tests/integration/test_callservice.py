@@ -77,6 +77,12 @@ exten => hops,1,CallService(2005,sopB)
  same => n,{RESULT}
 exten => cancel,1,CallService(2002,sopB,sopC)
  same => n,{RESULT}
+exten => full,1,Set(CALLSERVICE_PARAM1=${{SPRINTF(%01024d,1)}})
+ same => n,Set(CALLSERVICE_PARAM2=${{SPRINTF(%01024d,2)}})
+ same => n,Set(CALLSERVICE_PARAM3=${{SPRINTF(%01024d,3)}})
+ same => n,Set(CALLSERVICE_PARAM4=${{SPRINTF(%01024d,4)}})
+ same => n,CallService(2006,sopB)
+ same => n,{RESULT}
 exten => h,1,Verbose(0,HANGUP-RESULT STATUS=${{CALLSERVICE_STATUS}} SOP=${{CALLSERVICE_SOP}} TRIED=${{CALLSERVICE_TRIED}})
 exten => 2000,1,Goto(callservice-in,2000,1)
 exten => plain,1,Answer()
@@ -100,6 +106,10 @@ exten => 2004,1,CallService(2000,sopA)
  same => n,Goto(2003,inner)
 exten => 2005,1,CallService(2000,sopC)
  same => n,Goto(2003,inner)
+exten => 2006,1,Answer()
+ same => n,Verbose(0,FULL NODE={node} LENGTHS=${{LEN(${{INITSERVICE(1)}})}},${{LEN(${{INITSERVICE(2)}})}},${{LEN(${{INITSERVICE(3)}})}},${{LEN(${{INITSERVICE(4)}})}} SAME=$["${{INITSERVICE(1)}}" = "${{SPRINTF(%01024d,1)}}"]$["${{INITSERVICE(2)}}" = "${{SPRINTF(%01024d,2)}}"]$["${{INITSERVICE(3)}}" = "${{SPRINTF(%01024d,3)}}"]$["${{INITSERVICE(4)}}" = "${{SPRINTF(%01024d,4)}}"])
+ same => n,Wait(0.2)
+ same => n,Hangup()
 """
 
 
@@ -273,13 +283,23 @@ def test_headers_on_the_wire_are_encoded_and_carry_the_routing_data(asterisk_fac
         a.cli("channel originate Local/crlf@phones application Wait 1")
         invite = uas.wait_for_invites(1)[0]
     headers = parse_headers(invite)
-    assert headers["x-callservice"] == ["v=1;o=sopA;path=sopA;h=1;e=2000;p=1"]
-    assert not [h for h in headers if h.startswith("x-callservice-") and h != "x-callservice-p1"]
-    p1 = headers["x-callservice-p1"][0]
+    route = headers["x-callservice"][0]
+    assert route.startswith("v=1;o=sopA;path=sopA;h=1;e=2000;p1=")
+    assert not [h for h in headers if h.startswith("x-callservice-")]   # everything fits in one
+    p1 = route.split(";p1=", 1)[1]
     assert re.fullmatch(r"[A-Za-z0-9_-]+=*", p1)
     assert base64.urlsafe_b64decode(p1 + "=" * (-len(p1) % 4)).decode() == PARAMS_CRLF
     assert "x-evil" not in headers
     assert invite.startswith(f"INVITE sip:2000@{hosts['sopB']}")
+
+
+def test_four_full_size_parameters_arrive_intact(cluster):
+    # 4 x 1024 bytes do not fit one header value (4 kB): two travel in headers of their own
+    nodes = cluster()
+    since = nodes["sopB"].log_offset()
+    assert call(nodes["sopA"], "full") == "RESULT STATUS=ANSWER SOP=sopB TRIED=sopB:ANSWER"
+    line = nodes["sopB"].wait_for_log(r"app_verbose\.c: (FULL .*)$", since=since).group(1)
+    assert line == "FULL NODE=sopB LENGTHS=1024,1024,1024,1024 SAME=1111"
 
 
 def test_known_down_sop_gets_no_invite(asterisk_factory):
@@ -302,8 +322,7 @@ def test_headers_from_a_non_cluster_endpoint_are_ignored_with_a_warning(cluster,
     b = nodes["sopB"]
     since = b.log_offset()
     result = run_uac(b.host, local_host="127.0.0.201", service="2000",
-                     headers={"X-CallService": "v=1;o=sopA;path=sopA;h=1;e=2000;p=1",
-                              "X-CallService-P1": "ZXZpbA"})
+                     headers={"X-CallService": "v=1;o=sopA;path=sopA;h=1;e=2000;p1=ZXZpbA"})
     assert result.successful == 1
     fields = service_line(b, since)
     assert fields["ORIGIN"] == "" and fields["P1"] == ""

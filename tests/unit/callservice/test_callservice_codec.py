@@ -31,6 +31,14 @@ def with_field(headers: dict, key: str, value=None) -> dict:
     return {**headers, HDR_ROUTE: ";".join(f"{k}={v}" for k, v in f.items())}
 
 
+def separately(headers: dict, i: int, raw: str) -> dict:
+    """The headers with parameter i moved out of the route header into its own header."""
+    out = with_field(headers, f"p{i}") if f"p{i}" in fields(headers[HDR_ROUTE]) else dict(headers)
+    out = with_field(out, "x", str(i))
+    out[f"X-CallService-P{i}"] = raw
+    return out
+
+
 def test_header_names_are_the_documented_ones():
     assert codec.HEADER_NAMES == (
         "X-CallService", "X-CallService-P1", "X-CallService-P2", "X-CallService-P3",
@@ -40,19 +48,34 @@ def test_header_names_are_the_documented_ones():
 
 def test_encode_emits_one_route_header_with_the_metadata():
     meta = CallMeta(origin="sopB", path=("sopA", "sopB"), hop=2, exten="*97#")
-    assert encode_headers(meta, []) == [(HDR_ROUTE, "v=1;o=sopB;path=sopA/sopB;h=2;e=*97#;p=")]
+    assert encode_headers(meta, []) == [(HDR_ROUTE, "v=1;o=sopB;path=sopA/sopB;h=2;e=*97#")]
 
 
-def test_route_header_lists_the_parameters_that_have_a_header():
+def test_parameters_that_fit_travel_inside_the_route_header():
     headers = encode_headers(META, ["x", "", "y", "z"])
-    assert fields(headers[0][1])["p"] == "134"
-    assert [name for name, _ in headers[1:]] == ["X-CallService-P1", "X-CallService-P3",
-                                                 "X-CallService-P4"]
-    assert codec.listed_params(headers[0][1]) == ("X-CallService-P1", "X-CallService-P3",
-                                                  "X-CallService-P4")
+    assert [name for name, _ in headers] == [HDR_ROUTE]
+    assert headers[0][1] == "v=1;o=sopA;path=sopA;h=1;e=1001;p1=eA;p3=eQ;p4=eg"
+    assert codec.listed_params(headers[0][1]) == ()
 
 
-@pytest.mark.parametrize("route", ["", "garbage", "v=1;p=31", "v=1;p=x", "v=1;p=1;p=2"])
+def test_large_parameters_move_to_their_own_headers_largest_first():
+    params = ["a" * 1000, "b" * 1024, "c" * 1000, "d" * 1000]
+    headers = dict(encode_headers(META, params, SECRET))
+    route = headers[HDR_ROUTE]
+    assert len(route) <= codec.ROUTE_INLINE_LIMIT
+    assert fields(route)["x"] == "12"
+    assert set(headers) == {HDR_ROUTE, "X-CallService-P1", "X-CallService-P2"}
+    assert codec.listed_params(route) == ("X-CallService-P1", "X-CallService-P2")
+    assert decode_headers(headers, SECRET).params == tuple(params)
+
+
+def test_four_full_size_parameters_still_fit_a_dialplan_function_value_each():
+    headers = encode_headers(META, ["é" * 512] * 4, SECRET)
+    assert all(len(value) < 4096 for _, value in headers)
+    assert decode_headers(dict(headers), SECRET).params == ("é" * 512,) * 4
+
+
+@pytest.mark.parametrize("route", ["", "garbage", "v=1;x=31", "v=1;x=x", "v=1;x=1;x=2"])
 def test_a_malformed_route_header_lists_no_parameter_to_read(route):
     assert codec.listed_params(route) == ()
 
@@ -64,13 +87,13 @@ def test_parameters_with_separators_quotes_and_newlines_round_trip():
 
 def test_parameter_is_sent_as_unpadded_base64url():
     headers = dict(encode_headers(META, ["fr-BE??>"]))
-    assert headers["X-CallService-P1"] == "ZnItQkU_Pz4"
+    assert fields(headers[HDR_ROUTE])["p1"] == "ZnItQkU_Pz4"
 
 
 def test_empty_parameters_are_not_sent():
-    names = [name for name, _ in encode_headers(META, ["x", "", "y", ""])]
-    assert "X-CallService-P2" not in names and "X-CallService-P4" not in names
-    assert "X-CallService-P1" in names and "X-CallService-P3" in names
+    sent = fields(dict(encode_headers(META, ["x", "", "y", ""]))[HDR_ROUTE])
+    assert "p2" not in sent and "p4" not in sent
+    assert "p1" in sent and "p3" in sent
 
 
 def test_an_unlisted_parameter_read_as_empty_decodes_to_empty_string():
@@ -80,7 +103,7 @@ def test_an_unlisted_parameter_read_as_empty_decodes_to_empty_string():
 
 
 def test_a_listed_parameter_without_its_header_is_an_error():
-    headers = dict(encode_headers(META, ["x", "y"]))
+    headers = separately(dict(encode_headers(META, ["x", "y"])), 2, "eQ")
     del headers["X-CallService-P2"]
     with pytest.raises(HeaderError, match="X-CallService-P2 is missing but listed"):
         decode_headers(headers)
@@ -93,22 +116,35 @@ def test_a_parameter_header_not_listed_in_the_route_header_is_an_error():
         decode_headers(headers)
 
 
-@pytest.mark.parametrize("present", ["21", "11", "5", "x", "1 2"])
-def test_an_invalid_parameter_list_is_rejected(present):
-    headers = with_field(dict(encode_headers(META, [])), "p", present)
-    with pytest.raises(HeaderError, match="p="):
+def test_a_parameter_both_inline_and_separate_is_an_error():
+    headers = with_field(dict(encode_headers(META, ["x"])), "x", "1")
+    headers["X-CallService-P1"] = "eA"
+    with pytest.raises(HeaderError, match="both inline"):
         decode_headers(headers)
 
 
-@pytest.mark.parametrize("route", ["v=1;o=sopA;path=sopA;h=1;e=1001;p=;x=1",
-                                   "v=1;o=sopA;path=sopA;h=1;e=1001;p=;o=sopB",
-                                   "v=1;o=sopA;path=sopA;h=1;e=1001;p=;junk"])
+def test_an_empty_inline_parameter_is_an_error():
+    headers = with_field(dict(encode_headers(META, ["x"])), "p1", "")
+    with pytest.raises(HeaderError, match="p1 is empty"):
+        decode_headers(headers)
+
+
+@pytest.mark.parametrize("separate", ["21", "11", "5", "x", "1 2"])
+def test_an_invalid_separate_parameter_list_is_rejected(separate):
+    headers = with_field(dict(encode_headers(META, [])), "x", separate)
+    with pytest.raises(HeaderError, match="x="):
+        decode_headers(headers)
+
+
+@pytest.mark.parametrize("route", ["v=1;o=sopA;path=sopA;h=1;e=1001;y=1",
+                                   "v=1;o=sopA;path=sopA;h=1;e=1001;o=sopB",
+                                   "v=1;o=sopA;path=sopA;h=1;e=1001;junk"])
 def test_unknown_repeated_or_malformed_route_fields_are_rejected(route):
     with pytest.raises(HeaderError, match="X-CallService: "):
         decode_headers({HDR_ROUTE: route})
 
 
-@pytest.mark.parametrize("key", ["o", "path", "h", "e", "p"])
+@pytest.mark.parametrize("key", ["o", "path", "h", "e"])
 def test_a_missing_route_field_is_an_error(key):
     headers = with_field(dict(encode_headers(META, [])), key)
     with pytest.raises(HeaderError, match=f"field {key} is missing"):
@@ -118,6 +154,12 @@ def test_a_missing_route_field_is_an_error(key):
 def test_an_overlong_route_header_is_rejected_before_parsing():
     with pytest.raises(HeaderError, match="the limit is"):
         decode_headers({HDR_ROUTE: "v=1;" + "x" * codec.MAX_ROUTE_CHARS})
+
+
+def test_an_inline_parameter_is_decoded_as_strictly_as_a_separate_one():
+    headers = with_field(dict(encode_headers(META, ["x"])), "p1", "QR")   # non-canonical
+    with pytest.raises(HeaderError, match="X-CallService p1: non-canonical"):
+        decode_headers(headers)
 
 
 def test_the_longest_valid_route_header_fits_a_dialplan_function_value():
@@ -194,29 +236,26 @@ def test_unknown_version_is_rejected():
 
 @pytest.mark.parametrize("bad", ["ab+c", "ab/c", "abc=", "ab c", "ab,cd", "a\r\nb", "aé"])
 def test_parameter_outside_base64url_alphabet_is_rejected(bad):
-    headers = dict(encode_headers(META, ["x"]))
-    headers["X-CallService-P1"] = bad
+    headers = separately(dict(encode_headers(META, ["x"])), 1, bad)
     with pytest.raises(HeaderError, match="X-CallService-P1"):
         decode_headers(headers)
 
 
 def test_parameter_with_impossible_length_is_rejected():
-    headers = dict(encode_headers(META, ["x"]))
-    headers["X-CallService-P1"] = "abcde"
+    headers = separately(dict(encode_headers(META, ["x"])), 1, "abcde")
     with pytest.raises(HeaderError, match="impossible base64url length"):
         decode_headers(headers)
 
 
 def test_parameter_with_nonzero_trailing_bits_is_rejected():
-    headers = dict(encode_headers(META, ["x"]))
-    headers["X-CallService-P1"] = "QR"  # canonical form of b"A" is "QQ"
+    headers = separately(dict(encode_headers(META, ["x"])), 1, "QR")  # canonical b"A" is "QQ"
     with pytest.raises(HeaderError, match="non-canonical"):
         decode_headers(headers)
 
 
 def test_overlong_encoded_parameter_is_rejected_before_decoding(monkeypatch):
-    headers = dict(encode_headers(META, ["", "", "", "x"]))
-    headers["X-CallService-P4"] = "A" * (codec.MAX_ENCODED_PARAM_CHARS + 1)
+    headers = separately(dict(encode_headers(META, ["", "", "", "x"])), 4,
+                         "A" * (codec.MAX_ENCODED_PARAM_CHARS + 1))
     monkeypatch.setattr(codec.base64, "b64decode", lambda *a, **k: pytest.fail("decoded"))
     with pytest.raises(HeaderError, match="X-CallService-P4: encoded value is 1367 characters"):
         decode_headers(headers)
@@ -227,15 +266,13 @@ def test_max_encoded_parameter_length_matches_1024_bytes():
 
 
 def test_parameter_decoding_to_invalid_utf8_is_rejected():
-    headers = dict(encode_headers(META, ["x"]))
-    headers["X-CallService-P1"] = codec.encode_bytes(b"\xff\xfe")
+    headers = separately(dict(encode_headers(META, ["x"])), 1, codec.encode_bytes(b"\xff\xfe"))
     with pytest.raises(HeaderError, match="not valid UTF-8"):
         decode_headers(headers)
 
 
 def test_parameter_decoding_to_nul_is_rejected():
-    headers = dict(encode_headers(META, ["x"]))
-    headers["X-CallService-P1"] = codec.encode_bytes(b"a\x00")
+    headers = separately(dict(encode_headers(META, ["x"])), 1, codec.encode_bytes(b"a\x00"))
     with pytest.raises(HeaderError, match="NUL"):
         decode_headers(headers)
 
@@ -307,8 +344,7 @@ def test_uppercase_signature_is_rejected():
 
 
 def test_removing_a_nonempty_parameter_breaks_the_signature():
-    headers = with_field(dict(encode_headers(META, ["a", "b"], SECRET)), "p", "1")
-    del headers["X-CallService-P2"]
+    headers = with_field(dict(encode_headers(META, ["a", "b"], SECRET)), "p2")
     with pytest.raises(SignatureError):
         decode_headers(headers, SECRET)
 
