@@ -273,6 +273,7 @@ static int call_entry(enum pyast_kind kind, const char *key, struct pyast_call *
 		stack[n++] = PyUnicode_DecodeUTF8(call->argv[i], strlen(call->argv[i]), "surrogateescape");
 	}
 	for (i = 0; i < n && stack[i]; i++) {
+		/* stops at the first argument that could not be built (no memory, bad UTF-8 name) */
 	}
 	if (i < n) {
 		log_python_exception("pbx_python: cannot pass the arguments to Python");
