@@ -648,26 +648,38 @@ static int pyast_unsetvar(struct ast_channel *chan, const char *name)
 	return pbx_builtin_setvar_helper(chan, name, NULL);
 }
 
-/*! \brief Read a dialplan function, e.g. "PJSIP_HEADER(read,X-Foo)"; same result shape as getvar. */
-static ssize_t pyast_func_read(struct ast_channel *chan, const char *expr, const char **out)
+/*!
+ * Hand \a tmp (consumed) to Python through the per-thread result buffer: *out points to the copy,
+ * valid until the next call on this thread. \return its length, -1 when \a ok is 0 or no memory.
+ */
+static ssize_t hand_out(struct ast_str *tmp, int ok, const char **out)
 {
-	/* The function may itself be served by Python and use the per-thread buffer: work in a
-	 * private string and copy the result at the end. */
-	struct ast_str *tmp = ast_str_create(256);
 	struct ast_str *buf;
 	ssize_t res = -1;
 
-	*out = "";
-	if (!tmp) {
-		return -1;
-	}
-	if (!ast_func_read2(chan, expr, &tmp, 0) && (buf = ast_str_thread_get(&pyast_result_buf, 256))) {
+	if (ok && (buf = ast_str_thread_get(&pyast_result_buf, 256))) {
 		ast_str_set(&buf, 0, "%s", ast_str_buffer(tmp));
 		*out = ast_str_buffer(buf);
 		res = ast_str_strlen(buf);
 	}
 	ast_free(tmp);
 	return res;
+}
+
+/*! \brief Read a dialplan function, e.g. "PJSIP_HEADER(read,X-Foo)"; same result shape as getvar. */
+static ssize_t pyast_func_read(struct ast_channel *chan, const char *expr, const char **out)
+{
+	/* The function may itself be served by Python and use the per-thread buffer: work in a
+	 * private string and copy the result at the end. */
+	struct ast_str *tmp = ast_str_create(256);
+	int ok;
+
+	*out = "";
+	if (!tmp) {
+		return -1;
+	}
+	ok = !ast_func_read2(chan, expr, &tmp, 0); /* may reallocate tmp: read it only after */
+	return hand_out(tmp, ok, out);
 }
 
 static int pyast_func_write(struct ast_channel *chan, const char *expr, const char *value)
@@ -679,21 +691,13 @@ static int pyast_func_write(struct ast_channel *chan, const char *expr, const ch
 static ssize_t pyast_substitute(struct ast_channel *chan, const char *templ, const char **out)
 {
 	struct ast_str *tmp = ast_str_create(256);
-	struct ast_str *buf;
-	ssize_t res = -1;
 
 	*out = "";
 	if (!tmp) {
 		return -1;
 	}
 	ast_str_substitute_variables(&tmp, 0, chan, templ);
-	if ((buf = ast_str_thread_get(&pyast_result_buf, 256))) {
-		ast_str_set(&buf, 0, "%s", ast_str_buffer(tmp));
-		*out = ast_str_buffer(buf);
-		res = ast_str_strlen(buf);
-	}
-	ast_free(tmp);
-	return res;
+	return hand_out(tmp, 1, out);
 }
 
 /*!
