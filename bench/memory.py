@@ -139,12 +139,14 @@ def py_objects(ast: Any) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def growth(mode: Mode, ext: str = "csloop", local: bool = True) -> dict[str, Any]:
+def growth(mode: Mode, ext: str = "csloop", local: bool = True,
+           checkpoints: list[int] | None = None) -> dict[str, Any]:
     """RSS at checkpoints over 10k calls of ``ext`` (csloop: CallService; nativeloop: native
     control), to the local SOP (Local channels) or to a remote SOP over PJSIP."""
     channels, batch = 4, 250            # 1000 calls per loop round
     # RSS is sampled at these call counts (quick: fewer samples, each costs ~1.5 s of settling)
-    checkpoints = [1000, 4000, 7000, 10000] if mode.quick or local else list(range(1000, 10001, 1000))
+    if checkpoints is None:
+        checkpoints = [1000, 4000, 7000, 10000] if mode.quick or local else list(range(1000, 10001, 1000))
     names = ["sopA"] if local else ["sopA", "sopB"]
     with Cluster(names, lambda n: growth_extensions(n, batch, local), qualify=not local) as cl:
         a = cl["sopA"]
@@ -169,6 +171,8 @@ def growth(mode: Mode, ext: str = "csloop", local: bool = True) -> dict[str, Any
         log(f"memory growth {ext}: " + ", ".join(f"{s['calls']}:{s['rss_kb']}" for s in samples))
         warnings = a.log_text().count(" WARNING[")
     by_calls = {s["calls"]: s for s in samples}
+    if 1000 not in by_calls or 10000 not in by_calls:
+        return {"samples": samples}
     return {"path": "local SOP (Local channel)" if local else "remote SOP over PJSIP",
             "samples": samples, "rss_1k_kb": by_calls[1000]["rss_kb"], "rss_10k_kb": by_calls[10000]["rss_kb"],
             "growth_1k_to_10k_kb": by_calls[10000]["rss_kb"] - by_calls[1000]["rss_kb"],
@@ -200,5 +204,15 @@ def run(mode: Mode) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    # python bench/memory.py --long: RSS every 5k calls up to 40k, CallService then the native
+    # control, local SOP (not part of make bench: about 4 minutes). Tells a leak (RSS keeps
+    # growing) from the allocator settling (RSS levels off).
     import json
-    print(json.dumps(run(Mode("quick", 5)), indent=1))
+    import sys
+    if "--long" in sys.argv[1:]:
+        marks = list(range(5000, 40001, 5000))
+        for name in ("csloop", "nativeloop"):
+            rows = growth(Mode("full", 5), name, local=True, checkpoints=marks)["samples"]
+            print(name, json.dumps([(r["calls"], r["rss_kb"], r["py_objects"]) for r in rows]), flush=True)
+    else:
+        print(json.dumps(run(Mode("quick", 5)), indent=1))
