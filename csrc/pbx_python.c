@@ -320,47 +320,16 @@ static char *split_args(struct pyast_call *call, char **argv)
 	return parse;
 }
 
-/*! Apply what an entry left behind, once the GIL is released. */
-static void finish_call(struct ast_channel *chan, struct pyast_result *out)
+/*!
+ * Run one call from Asterisk: split the arguments, call the entry for \a key with the GIL held,
+ * read its result, then (GIL released) apply the variable assignments it left.
+ * \param buf where a function read's value goes (NULL for applications and writes)
+ * \return the application's or the write's int result, 0 for a read that gave a value; -1 on
+ *         failure (logged)
+ */
+static int run_call(enum pyast_kind kind, const char *key, struct pyast_call *call,
+	const char *value, struct ast_str **buf, ssize_t len)
 {
-	if (out->sets) {
-		apply_sets(chan, out->sets, out->setslen);
-		ast_free(out->sets);
-	}
-}
-
-static int app_exec(struct ast_channel *chan, const char *data)
-{
-	struct pyast_call call = { .chan = chan, .data = data };
-	struct pyast_result out;
-	char *argv[PYAST_MAX_ARGS];
-	char *parse, *key;
-	PyGILState_STATE gil;
-	int res = -1;
-
-	if (shutting_down) {
-		return -1;
-	}
-	call.name = ast_channel_appl(chan);
-	key = ast_str_to_lower(ast_strdupa(call.name)); /* application names are case-insensitive */
-	if (!(parse = split_args(&call, argv))) {
-		return -1;
-	}
-	gil = python_enter();
-	if (!call_entry(PYAST_APP, key, &call, NULL, &out)) {
-		res = PyLong_Check(out.value) ? (int) PyLong_AsLong(out.value) : -1;
-		Py_DECREF(out.value);
-	}
-	PyGILState_Release(gil);
-	finish_call(chan, &out);
-	ast_free(parse);
-	return res;
-}
-
-static int func_read2(struct ast_channel *chan, const char *function, char *data,
-	struct ast_str **buf, ssize_t len)
-{
-	struct pyast_call call = { .chan = chan, .name = function, .data = S_OR(data, "") };
 	struct pyast_result out;
 	char *argv[PYAST_MAX_ARGS];
 	char *parse, *bytes;
@@ -368,46 +337,56 @@ static int func_read2(struct ast_channel *chan, const char *function, char *data
 	PyGILState_STATE gil;
 	int res = -1;
 
-	if (shutting_down || !(parse = split_args(&call, argv))) {
+	if (shutting_down || !(parse = split_args(call, argv))) {
 		return -1;
 	}
 	gil = python_enter();
-	if (!call_entry(PYAST_READ, function, &call, NULL, &out)) {
-		if (out.value != Py_None && !PyBytes_AsStringAndSize(out.value, &bytes, &size)) {
-			ast_str_set_substr(buf, len, bytes, size);
-			res = 0;
-		} else if (out.value != Py_None) {
-			log_python_exception("pbx_python internal error (function value)");
+	if (!call_entry(kind, key, call, value, &out)) {
+		if (buf) {
+			if (out.value != Py_None && !PyBytes_AsStringAndSize(out.value, &bytes, &size)) {
+				ast_str_set_substr(buf, len, bytes, size);
+				res = 0;
+			}
+		} else if (PyLong_Check(out.value)) {
+			res = (int) PyLong_AsLong(out.value);
+		}
+		if (PyErr_Occurred()) { /* a value of the wrong type, or an int out of range */
+			log_python_exception("pbx_python internal error (result)");
+			res = -1;
 		}
 		Py_DECREF(out.value);
 	}
 	PyGILState_Release(gil);
-	finish_call(chan, &out);
+	if (out.sets) {
+		apply_sets(call->chan, out.sets, out.setslen);
+		ast_free(out.sets);
+	}
 	ast_free(parse);
 	return res;
+}
+
+static int app_exec(struct ast_channel *chan, const char *data)
+{
+	struct pyast_call call = { .chan = chan, .name = ast_channel_appl(chan), .data = data };
+	char *key = ast_strdupa(call.name);
+
+	/* application names are case-insensitive: the table is keyed in lower case */
+	return run_call(PYAST_APP, ast_str_to_lower(key), &call, NULL, NULL, 0);
+}
+
+static int func_read2(struct ast_channel *chan, const char *function, char *data,
+	struct ast_str **buf, ssize_t len)
+{
+	struct pyast_call call = { .chan = chan, .name = function, .data = S_OR(data, "") };
+
+	return run_call(PYAST_READ, function, &call, NULL, buf, len);
 }
 
 static int func_write(struct ast_channel *chan, const char *function, char *data, const char *value)
 {
 	struct pyast_call call = { .chan = chan, .name = function, .data = S_OR(data, "") };
-	struct pyast_result out;
-	char *argv[PYAST_MAX_ARGS];
-	char *parse;
-	PyGILState_STATE gil;
-	int res = -1;
 
-	if (shutting_down || !(parse = split_args(&call, argv))) {
-		return -1;
-	}
-	gil = python_enter();
-	if (!call_entry(PYAST_WRITE, function, &call, S_OR(value, ""), &out)) {
-		res = PyLong_Check(out.value) ? (int) PyLong_AsLong(out.value) : -1;
-		Py_DECREF(out.value);
-	}
-	PyGILState_Release(gil);
-	finish_call(chan, &out);
-	ast_free(parse);
-	return res;
+	return run_call(PYAST_WRITE, function, &call, S_OR(value, ""), NULL, 0);
 }
 
 static char *cli_handler(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
