@@ -124,7 +124,7 @@ def _called_name(call: int) -> str:
     return ast.decode(_ffi.string(_ffi.cast("struct pyast_call *", call).name))
 
 
-def _removed_app_entry(key: str) -> Entry:
+def _removed_app_entry() -> Entry:
     def entry(call: int, chan_addr: int, *args: str) -> int:
         name = _called_name(call)
         ast.log(ast.LOG_ERROR, f"Application {name} is no longer provided by any Python module "
@@ -143,14 +143,16 @@ def _func_read_entry(spec: FuncSpec) -> Entry:
         stats.calls += 1
         try:
             value = reader(chan, *args)
-            if type(value) is not str:
-                if isinstance(value, bytes):
-                    value = ast.decode(value)
-                else:
+            if isinstance(value, bytes):
+                data: Optional[bytes] = value
+                if 0 in value:
+                    raise ValueError(f"function {name} returned a value with a NUL character")
+            else:
+                if type(value) is not str:
                     value = "" if value is None else str(value)
-            if "\0" in value:
-                raise ValueError(f"function {name} returned a value with a NUL character")
-            data: Optional[bytes] = value.encode("utf-8", "surrogateescape")
+                if "\0" in value:
+                    raise ValueError(f"function {name} returned a value with a NUL character")
+                data = value.encode("utf-8", "surrogateescape")
         except Exception:  # noqa: BLE001 - the read fails with a log line
             stats.errors += 1
             _log_exception("function", name, chan)
@@ -194,7 +196,7 @@ def _refused_func_entry(name: str, why: str, result: Any) -> Entry:
 
 def _update_entries(registry: Registry) -> None:
     """Point every name at the new code; names a reload removed answer with an error."""
-    apps = {key: _removed_app_entry(key) for key in APP_ENTRIES}
+    apps = {key: _removed_app_entry() for key in APP_ENTRIES}
     apps.update({key: _app_entry(spec) for key, spec in registry.apps.items()})
     reads = {name: _refused_func_entry(name, "is no longer provided by any Python module "
                                        "(it was removed by a reload)", None)

@@ -26,21 +26,17 @@ class Channel:
     _out: Any = None
     _cptr: Any = None
 
-    def __init__(self, ptr: Any, call: Any = None) -> None:
-        # ptr and call are addresses (int) from the C trampolines, or cffi pointers; they become
-        # cffi pointers only when a C call needs them.
-        self._ptr = ptr
+    def __init__(self, addr: int, call: int = 0) -> None:
+        # Addresses from the C trampoline (the channel, the struct pyast_call): they become cffi
+        # pointers only when a C call needs them.
+        self._addr = addr
         self._call = call
 
     def _c(self) -> Any:
         """The channel as a cffi pointer, for the C helpers."""
-        p = self._cptr
-        if p is None:
-            p = self._ptr
-            if type(p) is int:
-                p = ast.ffi().cast("struct ast_channel *", p)
-            self._cptr = p
-        return p
+        if self._cptr is None:
+            self._cptr = ast.ffi().cast("struct ast_channel *", self._addr)
+        return self._cptr
 
     # ---- identity (one C call, on first use) ----
     def _snapshot(self) -> Any:
@@ -101,12 +97,10 @@ class Channel:
     @property
     def app_data(self) -> str:
         """The application's (or function's) argument string, before splitting."""
-        call = self._call
-        if type(call) is int:
-            call = ast.ffi().cast("struct pyast_call *", call)
-        if call is None or call.data == ast.ffi().NULL:
+        if not self._call:
             return ""
-        return decode(ast.ffi().string(call.data))
+        call = ast.ffi().cast("struct pyast_call *", self._call)
+        return "" if call.data == ast.ffi().NULL else decode(ast.ffi().string(call.data))
 
     def __repr__(self) -> str:
         return f"<Channel {self.name}>"

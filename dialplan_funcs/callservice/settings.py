@@ -29,10 +29,10 @@ are collected and reported together in one SettingsError.
 from __future__ import annotations
 
 import math
-from functools import cached_property
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .codec import CallServiceError, InvalidNameError, validate_sop_name
 from .options import MAX_ANSWER_TIMEOUT, MAX_PROGRESS_TIMEOUT, SECONDS_RE
