@@ -1,6 +1,8 @@
 # pbx_python — the two commands a new machine needs:
 #   make demo   build what is missing, run the three-SOP CallService demo cluster
 #   make test   build what is missing, run the unit and integration tests
+#   make test-asan  the integration tests again, on an Asterisk and a module built with
+#               AddressSanitizer (a second cached Asterisk build: contrib/build-asterisk.sh --asan)
 # Both install what they need (apt packages as root, a venv in .venv, Asterisk 22 from Debian's
 # source package, cached outside the checkout). Set ASTERISK_PREFIX to use your own Asterisk.
 
@@ -10,7 +12,13 @@ PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 APT_PACKAGES := sip-tester python3-dev python3-venv build-essential
 
-.PHONY: all deps asterisk module install test unit integration demo bench clean
+# The sanitizer build of the module: its own output dir, linked against the ASan Asterisk's headers.
+ASAN_BUILD  := build-asan
+ASAN_CFLAGS ?= -fsanitize=address -fno-omit-frame-pointer -O1 -g
+ASAN_PREFIX_CMD := bash contrib/build-asterisk.sh --asan | tail -1
+
+.PHONY: all deps asterisk module install test unit integration demo bench clean \
+        asterisk-asan module-asan test-asan
 
 all: module
 
@@ -35,6 +43,15 @@ build/pbx_python.so: $(VENV)/.deps-ok csrc/pbx_python.c csrc/build_module.py
 
 module: asterisk build/pbx_python.so
 
+asterisk-asan:
+	bash contrib/build-asterisk.sh --asan
+
+$(ASAN_BUILD)/pbx_python.so: $(VENV)/.deps-ok csrc/pbx_python.c csrc/build_module.py
+	ASTERISK_PREFIX="$$($(ASAN_PREFIX_CMD))" PBX_PYTHON_CFLAGS="$(ASAN_CFLAGS)" \
+	  PBX_PYTHON_LDFLAGS="-fsanitize=address" $(PY) setup.py -q build_module --build-dir $(ASAN_BUILD)
+
+module-asan: asterisk-asan $(ASAN_BUILD)/pbx_python.so
+
 install: module
 	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) setup.py -q install_module
 
@@ -47,6 +64,12 @@ integration: module
 test: module
 	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) -m pytest tests -q -ra $(PYTEST_ARGS)
 
+# Integration tests only (unit tests run no Asterisk). ASAN_OPTIONS: see pbx_python/testing/health.py
+# (the helpers set them per instance, with each instance's reports in <base>/log/asan.<pid>).
+test-asan: module-asan
+	ASTERISK_PREFIX="$$($(ASAN_PREFIX_CMD))" PBX_PYTHON_MODULE="$(CURDIR)/$(ASAN_BUILD)/pbx_python.so" \
+	  $(PY) -m pytest tests -q -ra -m integration $(PYTEST_ARGS)
+
 demo: module
 	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) contrib/demo.py
 
@@ -58,4 +81,4 @@ bench: module $(VENV)/.bench-deps-ok
 	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf build *.egg-info
+	rm -rf build $(ASAN_BUILD) *.egg-info

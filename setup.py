@@ -110,7 +110,7 @@ setup(
     description="Python dialplan applications and functions embedded in Asterisk",
     packages=find_packages(include=["pbx_python", "pbx_python.*", "dialplan_funcs",
                                     "dialplan_funcs.*"]),
-    package_data={"pbx_python.testing": ["scenarios/*.xml"]},
+    package_data={"pbx_python.testing": ["scenarios/*.xml", "asan.supp"]},
     python_requires=">=3.11",
     install_requires=["cffi>=1.17"],
     extras_require={"test": ["pytest>=7", "hypothesis>=6"]},

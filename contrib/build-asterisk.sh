@@ -3,25 +3,49 @@
 #
 #   contrib/build-asterisk.sh            build (or reuse) and print the prefix on the last line
 #   contrib/build-asterisk.sh --print    print the prefix that would be used, build nothing
+#   contrib/build-asterisk.sh --asan     the same for a second Asterisk built with AddressSanitizer
+#                                        (menuselect ADDRESS_SANITIZER) into <cache>/asterisk-<v>-asan
+#                                        (also: ASAN=1); combine with --print as needed
 #
 # Environment:
 #   ASTERISK_PREFIX     use this existing Asterisk (must hold include/asterisk.h); nothing is built
+#   ASTERISK_ASAN_PREFIX  the same for --asan (ASTERISK_PREFIX is ignored there: a plain Asterisk
+#                       must never be mistaken for the sanitizer build)
 #   PBX_PYTHON_CACHE    cache root (default /var/cache/pbx-python as root, else ~/.cache/pbx-python)
 #   ASTERISK_VERSION    Debian source version to build (default: what the unstable suite carries,
 #                       or the newest one already cached when the archive cannot be asked)
 #
 # The build is keyed by the Debian version: <cache>/asterisk-<version>/ holds the prefix, and a
-# stamp file marks a finished build, so a fresh clone (CI) reuses it. Idempotent.
+# stamp file marks a finished build, so a fresh clone (CI) reuses it. Idempotent. Builds take a
+# lock (<cache>/.build-<version>.lock), so concurrent callers wait instead of building twice.
+#
+# The ASan build unpacks its own copy of the same Debian source (dpkg-source -x of the .dsc the
+# plain build fetched) under <cache>/src/<version>/asan/, so the two builds never share objects,
+# and selects the same module set plus ADDRESS_SANITIZER (-fsanitize=address for Asterisk's own
+# code; the bundled pjproject is built without it).
 set -euo pipefail
 
 log() { printf '[build-asterisk] %s\n' "$*" >&2; }
 
-if [ -n "${ASTERISK_PREFIX:-}" ]; then
-    if [ -f "$ASTERISK_PREFIX/include/asterisk.h" ]; then
-        log "using existing Asterisk at ASTERISK_PREFIX=$ASTERISK_PREFIX"
-        echo "$ASTERISK_PREFIX"; exit 0
+PRINT_ONLY=0
+FLAVOR=""               # "" (plain) or "asan"
+case "${ASAN:-}" in ""|0|no) ;; *) FLAVOR=asan ;; esac
+for arg in "$@"; do
+    case "$arg" in
+        --print) PRINT_ONLY=1 ;;
+        --asan) FLAVOR=asan ;;
+        *) log "unknown argument $arg (expected --print and/or --asan)"; exit 2 ;;
+    esac
+done
+
+if [ "$FLAVOR" = asan ]; then EXPLICIT_VAR=ASTERISK_ASAN_PREFIX; else EXPLICIT_VAR=ASTERISK_PREFIX; fi
+EXPLICIT=${!EXPLICIT_VAR:-}
+if [ -n "$EXPLICIT" ]; then
+    if [ -f "$EXPLICIT/include/asterisk.h" ]; then
+        log "using existing Asterisk at $EXPLICIT_VAR=$EXPLICIT"
+        echo "$EXPLICIT"; exit 0
     fi
-    log "ASTERISK_PREFIX=$ASTERISK_PREFIX has no include/asterisk.h (run 'make install-headers' there)"
+    log "$EXPLICIT_VAR=$EXPLICIT has no include/asterisk.h (run 'make install-headers' there)"
     exit 1
 fi
 
@@ -63,8 +87,9 @@ pick_version() {
     if [ -n "${ASTERISK_VERSION:-}" ]; then echo "$ASTERISK_VERSION"; return; fi
     local v
     v=$(apt-cache showsrc asterisk 2>/dev/null | awk '/^Version:/ {print $2}' | sort -V | grep -E '^1:2[2-9]\.' | tail -1 || true)
-    if [ -z "$v" ]; then  # archive unreachable: newest finished build in the cache
-        v=$(ls -d "$CACHE"/asterisk-*/ 2>/dev/null | sed 's#.*/asterisk-##; s#/$##' | sort -V | tail -1 || true)
+    if [ -z "$v" ]; then  # archive unreachable: newest finished plain build in the cache
+        v=$(ls -d "$CACHE"/asterisk-*/.pbx-python-build-ok 2>/dev/null | sed 's#.*/asterisk-##; s#/\.pbx-python-build-ok$##' \
+            | grep -v -- '-asan$' | sort -V | tail -1 || true)
         [ -n "$v" ] && { echo "$v"; return; }
         log "cannot find an asterisk 22.x source package (is the deb-src line for unstable there?)"; exit 1
     fi
@@ -73,14 +98,22 @@ pick_version() {
 
 if [ "$(id -u)" = 0 ] && [ ! -f "$SRC_LIST" ]; then ensure_apt; fi
 VERSION=$(pick_version)
-PREFIX="$CACHE/asterisk-$VERSION"
+PREFIX="$CACHE/asterisk-$VERSION${FLAVOR:+-$FLAVOR}"
 STAMP="$PREFIX/.pbx-python-build-ok"
 
-if [ "${1:-}" = "--print" ]; then echo "$PREFIX"; exit 0; fi
-if [ -f "$STAMP" ]; then log "Asterisk $VERSION already built in $PREFIX"; echo "$PREFIX"; exit 0; fi
+if [ "$PRINT_ONLY" = 1 ]; then echo "$PREFIX"; exit 0; fi
+if [ -f "$STAMP" ]; then log "Asterisk $VERSION${FLAVOR:+ ($FLAVOR)} already built in $PREFIX"; echo "$PREFIX"; exit 0; fi
+
+exec 9>"$CACHE/.build-$VERSION.lock"
+if ! flock -n 9; then
+    log "another build of Asterisk $VERSION is running; waiting for it"
+    flock 9
+fi
+if [ -f "$STAMP" ]; then log "Asterisk $VERSION${FLAVOR:+ ($FLAVOR)} already built in $PREFIX"; echo "$PREFIX"; exit 0; fi
 
 ensure_apt
-log "building Asterisk $VERSION into $PREFIX"
+log "building Asterisk $VERSION${FLAVOR:+ ($FLAVOR)} into $PREFIX"
+T0=$(date +%s)
 WORK="$CACHE/src/$VERSION"
 mkdir -p "$WORK"
 cd "$WORK"
@@ -88,10 +121,24 @@ if ! ls -d asterisk-*/ >/dev/null 2>&1; then
     apt-get source --only-source "asterisk=1:$VERSION" >&2
 fi
 SRCDIR=$(ls -d "$WORK"/asterisk-*/ | head -1)
+SRCDIR=${SRCDIR%/}
+if [ "$FLAVOR" = asan ]; then
+    # A second, pristine tree from the same .dsc: the plain tree holds the plain build's objects.
+    ASANDIR="$WORK/asan/$(basename "$SRCDIR")"
+    if [ ! -f "$ASANDIR/configure" ]; then
+        rm -rf "$WORK/asan"; mkdir -p "$WORK/asan"
+        DSC=$(ls "$WORK"/asterisk_*.dsc | head -1)
+        log "unpacking a separate source tree for the ASan build from $DSC"
+        dpkg-source --no-check -x "$DSC" "$ASANDIR.tmp" >&2
+        mv "$ASANDIR.tmp" "$ASANDIR"
+    fi
+    SRCDIR=$ASANDIR
+fi
 cd "$SRCDIR"
 
 # pjproject: the source package carries it as the Xpjproject component; make the tarball the
-# bundled build expects and point the externals cache at it (as debian/rules does).
+# bundled build expects and point the externals cache at it (as debian/rules does). Both trees
+# share it (same source).
 PJMAJ=$(grep -Po '^export PJ_VERSION_MAJOR\s+:=\s+\K\d+' Xpjproject/version.mak)
 PJMIN=$(grep -Po '^export PJ_VERSION_MINOR\s+:=\s+\K\d+' Xpjproject/version.mak)
 PJVER="$PJMAJ.$PJMIN"
@@ -105,7 +152,7 @@ fi
 (cd "$PJDIR" && md5sum pjproject-$PJVER.tar.bz2) > third-party/pjproject/pjproject-$PJVER.tar.bz2.md5
 
 export EXTERNALS_CACHE_DIR="$PJDIR"
-if [ ! -f config.status ]; then
+if [ ! -f config.status ] || ! grep -qF -- "'--prefix=$PREFIX'" config.status; then
     ./configure --prefix="$PREFIX" --with-pjproject-bundled --with-externals-cache="$PJDIR" \
         --without-sdl --without-pwlib >&2
 fi
@@ -144,17 +191,30 @@ for m in "${ENABLE[@]}"; do $M --enable "$m" menuselect.makeopts >/dev/null 2>&1
 # every dialplan function whose libraries are present
 $M --enable-category MENUSELECT_FUNCS menuselect.makeopts >/dev/null
 for f in func_odbc func_curl func_realtime func_speex; do $M --disable $f menuselect.makeopts >/dev/null 2>&1 || true; done
+if [ "$FLAVOR" = asan ]; then
+    # Asterisk's own switch (build_tools/cflags.xml, Makefile.rules): -fsanitize=address
+    # -fno-omit-frame-pointer for every Asterisk object and the link.
+    $M --enable ADDRESS_SANITIZER menuselect.makeopts >/dev/null \
+        || { log "menuselect refused ADDRESS_SANITIZER (does $(${CC:-gcc} --version | head -1) support -fsanitize=address? is libasan installed?)"; exit 1; }
+    grep -q '^MENUSELECT_CFLAGS=.*ADDRESS_SANITIZER' menuselect.makeopts \
+        || { log "ADDRESS_SANITIZER is not selected in menuselect.makeopts"; exit 1; }
+fi
 
 JOBS=$(nproc 2>/dev/null || echo 2)
 make -j"$JOBS" >&2
 make install install-headers >&2
+if [ "$FLAVOR" = asan ] && ! ldd "$PREFIX/sbin/asterisk" | grep -q libasan; then
+    log "$PREFIX/sbin/asterisk is not linked with libasan: the ASan build did not take effect"; exit 1
+fi
 # Record what was built, for the README, docs and test reports.
 {
     echo "debian_version=$VERSION"
     echo "asterisk_version=$(cat .version)"
     echo "pjproject=$PJVER"
+    echo "sanitizer=${FLAVOR:+address}"
+    echo "build_seconds=$(( $(date +%s) - T0 ))"
     echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 } > "$PREFIX/.pbx-python-build-info"
 touch "$STAMP"
-log "done: $PREFIX"
+log "done in $(( $(date +%s) - T0 ))s: $PREFIX"
 echo "$PREFIX"

@@ -2,6 +2,10 @@
 
 Usage: python csrc/build_module.py --asterisk-include DIR [--out DIR]
 
+Extra compiler and linker flags come from $PBX_PYTHON_CFLAGS and $PBX_PYTHON_LDFLAGS (shell-split,
+appended after the defaults), e.g. ``-fsanitize=address`` for the sanitizer build (`make
+module-asan`); the output directory keeps such a build apart from the plain one.
+
 The C body lives in csrc/pbx_python.c; this file only declares the C <-> Python boundary (the cdef)
 and compiles. The Python that runs this script is the one embedded: its libpython is linked, and
 its executable (a virtual environment's python, when run from one) becomes the module's default
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import sys
 import sysconfig
@@ -102,8 +107,12 @@ def check_python() -> None:
             "apt-get install python3-dev) and create the virtual environment from it.")
 
 
-def build(asterisk_include: Path, out_dir: Path, python: str | None = None) -> Path:
-    """Compile pbx_python.so into out_dir and return its path."""
+def build(asterisk_include: Path, out_dir: Path, python: str | None = None,
+          extra_cflags: list[str] | None = None, extra_ldflags: list[str] | None = None) -> Path:
+    """Compile pbx_python.so into out_dir and return its path.
+
+    extra_cflags/extra_ldflags default to $PBX_PYTHON_CFLAGS/$PBX_PYTHON_LDFLAGS.
+    """
     check_python()
     if not (asterisk_include / "asterisk.h").is_file():
         raise SystemExit(f"{asterisk_include}/asterisk.h not found: point --asterisk-include at "
@@ -111,6 +120,10 @@ def build(asterisk_include: Path, out_dir: Path, python: str | None = None) -> P
                          "(make install-headers)")
     libdir = sysconfig.get_config_var("LIBDIR")
     python = python or sys.executable
+    if extra_cflags is None:
+        extra_cflags = shlex.split(os.environ.get("PBX_PYTHON_CFLAGS", ""))
+    if extra_ldflags is None:
+        extra_ldflags = shlex.split(os.environ.get("PBX_PYTHON_LDFLAGS", ""))
     ffi = cffi.FFI()
     ffi.cdef(CDEF)
     ffi.embedding_init_code(INIT_CODE)
@@ -125,9 +138,9 @@ def build(asterisk_include: Path, out_dir: Path, python: str | None = None) -> P
         ],
         extra_compile_args=["-pthread", "-fPIC", "-Wall", "-Wno-unused-function",
                             "-Wno-unused-parameter", "-O2", "-g",
-                            f"-fmacro-prefix-map={HERE}/="],
+                            f"-fmacro-prefix-map={HERE}/=", *extra_cflags],
         library_dirs=[libdir],
-        extra_link_args=["-pthread", f"-Wl,-rpath,{libdir}", "-Wl,-z,nodelete"],
+        extra_link_args=["-pthread", f"-Wl,-rpath,{libdir}", "-Wl,-z,nodelete", *extra_ldflags],
     )
     tmp = out_dir / "cffi-tmp"
     tmp.mkdir(parents=True, exist_ok=True)

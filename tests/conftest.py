@@ -1,6 +1,7 @@
 """Shared fixtures: real Asterisk instances with pbx_python.so loaded."""
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -11,7 +12,8 @@ import pytest
 from pbx_python.testing import AsteriskInstance
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULE_SO = ROOT / "build" / "pbx_python.so"
+#: The module under test; `make test-asan` points PBX_PYTHON_MODULE at build-asan/pbx_python.so.
+MODULE_SO = Path(os.environ.get("PBX_PYTHON_MODULE") or ROOT / "build" / "pbx_python.so").resolve()
 PYMODS = ROOT / "tests" / "pymods"
 
 

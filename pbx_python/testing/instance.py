@@ -13,7 +13,9 @@ from pathlib import Path
 from types import TracebackType
 
 from . import configs as cfg
+from . import health
 from .ami import AmiClient
+from .health import Problem
 from .net import require_loopback
 
 #: Sub-directories of an instance's base dir.
@@ -22,7 +24,14 @@ SUBDIRS = ("etc", "run", "log", "spool", "lib", "db", "cache", "keys", "mods")
 #: sun_path is 108 bytes on Linux; asterisk.ctl must fit in it.
 _SUN_PATH_MAX = 107
 
-_EVAL_RE = re.compile(r"^Return Value: (Success|Failure) \((-?\d+)\)\s*\nResult: ?(.*?)\s*$", re.MULTILINE | re.DOTALL)
+#: ``dialplan eval function`` prints exactly "Return Value: <Success|Failure> (<n>)\nResult: <value>\n"
+#: and ``asterisk -rx`` passes it through byte for byte: the value is everything between
+#: "Result: " and the final newline, newlines and blanks included.
+_EVAL_RE = re.compile(rb"^Return Value: (Success|Failure) \((-?\d+)\)\nResult: (.*)\n\Z", re.MULTILINE | re.DOTALL)
+
+#: CLI commands that unload modules on the way out (the only path of Asterisk's known
+#: res_pjsip unload race, docs/ASTERISK_SHUTDOWN_ABORT.md).
+_GRACEFUL_RE = re.compile(r"^\s*core\s+(stop|restart)\s+(gracefully|when\s+convenient)\b")
 
 
 class AsteriskError(RuntimeError):
@@ -47,6 +56,10 @@ class AsteriskInstance:
 
     Nothing is started until :meth:`start`. Configuration files can be replaced with
     ``configs={"name.conf": text}`` or :meth:`write_config` before starting.
+
+    If the Asterisk binary is built with AddressSanitizer, the process and its ``asterisk -rx``
+    clients run with :data:`health.ASAN_DEFAULT_OPTIONS` (overridable through ``ASAN_OPTIONS`` in
+    the environment or ``env``) and write their reports to ``<logdir>/asan.<pid>``.
     """
 
     def __init__(
@@ -77,6 +90,7 @@ class AsteriskInstance:
         self.returncode: int | None = None
         self._out = None
         self._ami: list[AmiClient] = []
+        self._graceful_since: int | None = None  # log offset when a graceful stop was asked for
         self.ami_port = 5038
         self.sip_port = 5060
 
@@ -84,6 +98,11 @@ class AsteriskInstance:
         for src in extra:
             if not src.is_file():
                 raise FileNotFoundError(f"extra module {src} does not exist")
+        self.asan = health.links_asan(self.binary)
+        for src in extra:
+            if not self.asan and health.links_asan(src):
+                raise AsteriskError(f"{src} is built with -fsanitize=address but {self.binary} is not: "
+                                    "load it into the ASan Asterisk (contrib/build-asterisk.sh --asan)")
 
         self.base = Path(tempfile.mkdtemp(prefix="pxa" + re.sub(r"[^A-Za-z0-9]", "", name)[:6], dir="/tmp"))
         try:
@@ -173,10 +192,12 @@ class AsteriskInstance:
         return self.logdir / "stdout.txt"
 
     def _popen_env(self) -> dict[str, str] | None:
-        if self.env is None:
+        if self.env is None and not self.asan:
             return None
         merged = dict(os.environ)
-        merged.update(self.env)
+        merged.update(self.env or {})
+        if self.asan:
+            merged["ASAN_OPTIONS"] = health.asan_options(self.logdir, merged)
         return merged
 
     def start(self, timeout: float = 60) -> AsteriskInstance:
@@ -238,6 +259,8 @@ class AsteriskInstance:
             deadline = time.monotonic() + timeout
             steps = (("core stop gracefully", 0.5), ("core stop now", 1.0)) if graceful else \
                 (("core stop now", 1.0),)
+            if graceful and self._graceful_since is None:
+                self._graceful_since = self.log_offset()
             for cmd, share in steps:
                 try:
                     self._rx(cmd, timeout=max(1.0, min(5.0, deadline - time.monotonic())))
@@ -260,17 +283,31 @@ class AsteriskInstance:
     @property
     def crashed(self) -> bool:
         """True if the process ended by a signal other than our SIGKILL (e.g. SIGSEGV/SIGABRT)."""
-        rc = self.returncode
-        return rc is not None and rc < 0 and rc != -signal.SIGKILL
+        return health.exit_problem(self.returncode) is not None
 
     @property
     def crashed_by_known_asterisk_bug(self) -> bool:
-        """Aborted with the signature of Asterisk 22's res_pjsip unload race: pjproject's
-        ``Assert failed: endpt && rdata`` in the log (a SIP message handled after the SIP
-        endpoint was destroyed), then SIGABRT from glibc's heap checks. It happens without
-        pbx_python loaded too (docs/ASTERISK_SHUTDOWN_ABORT.md)."""
-        return (self.returncode == -signal.SIGABRT
-                and "Assert failed: endpt && rdata" in self.log_text())
+        """Aborted with the signature of Asterisk 22's res_pjsip unload race, and only that:
+        SIGABRT (glibc's heap checks), pjproject's ``Assert failed: endpt && rdata`` logged after a
+        graceful stop was asked for (a SIP message handled after the SIP endpoint was destroyed
+        while modules unloaded), and no sanitizer report or Asterisk assertion anywhere. It
+        happens without pbx_python loaded too (docs/ASTERISK_SHUTDOWN_ABORT.md)."""
+        after = None if self._graceful_since is None else self.log_text(self._graceful_since)
+        return health.is_known_unload_race(self.returncode, after, self._report_problems())
+
+    def _report_problems(self) -> list[Problem]:
+        return health.scan_files([self.log_path, self.stdout_path, *health.asan_report_files(self.logdir)])
+
+    def problems(self) -> list[Problem]:
+        """Everything that says this Asterisk went wrong: AddressSanitizer/LeakSanitizer reports
+        (``<logdir>/asan.*``, stdout, log), failed assertions (``FRACK!``, "bad magic number"),
+        and death by a signal other than the helpers' own SIGKILL. Asterisk's known unload race
+        (:attr:`crashed_by_known_asterisk_bug`) is not listed. Call after :meth:`stop`."""
+        found = self._report_problems()
+        crash = health.exit_problem(self.returncode)
+        if crash is not None and not self.crashed_by_known_asterisk_bug:
+            found.append(crash)
+        return found
 
     def _close_out(self) -> None:
         if self._out is not None:
@@ -295,7 +332,9 @@ class AsteriskInstance:
 
     # -- CLI -----------------------------------------------------------------------------------
 
-    def _rx(self, cmd: str, timeout: float) -> str:
+    def _rx_bytes(self, cmd: str, timeout: float) -> bytes:
+        if self._graceful_since is None and _GRACEFUL_RE.match(cmd):
+            self._graceful_since = self.log_offset()
         res = subprocess.run(
             [str(self.binary), "-C", str(self.conf), "-rx", cmd],
             stdin=subprocess.DEVNULL,
@@ -304,7 +343,10 @@ class AsteriskInstance:
             env=self._popen_env(),
             check=False,
         )
-        return res.stdout.decode("utf-8", "replace")
+        return res.stdout
+
+    def _rx(self, cmd: str, timeout: float) -> str:
+        return self._rx_bytes(cmd, timeout).decode("utf-8", "replace")
 
     def cli(self, cmd: str, timeout: float = 15) -> str:
         """Run one CLI command via ``asterisk -rx`` and return its output (the exit code is always 0).
@@ -345,14 +387,19 @@ class AsteriskInstance:
     def eval_function(self, expr: str, timeout: float = 15) -> str | None:
         """Evaluate ``FUNC(args)`` with ``dialplan eval function``; the value, or None if it failed.
 
-        Asterisk substitutes ``${...}`` in ``expr`` on a dummy channel first; the result buffer
-        is 1024 bytes.
+        The value is returned exactly: newlines, carriage returns, leading and trailing blanks
+        included. Bytes that are not UTF-8 come back as surrogate escapes
+        (``value.encode("utf-8", "surrogateescape")`` gives the bytes Asterisk returned).
+        Asterisk substitutes ``${...}`` in ``expr`` on a dummy channel first; its result buffer
+        is 1024 bytes (longer values are cut by Asterisk).
         """
-        out = self.cli(f"dialplan eval function {cli_quote(expr)}", timeout)
+        if not self.running:
+            raise AsteriskError(f"{self.name} is not running (eval_function {expr!r})")
+        out = self._rx_bytes(f"dialplan eval function {cli_quote(expr)}", timeout)
         m = _EVAL_RE.search(out)
         if not m:
             raise AsteriskError(f"unexpected 'dialplan eval function' output: {out!r}")
-        return m.group(3) if m.group(1) == "Success" else None
+        return m.group(3).decode("utf-8", "surrogateescape") if m.group(1) == b"Success" else None
 
     # -- logs ----------------------------------------------------------------------------------
 

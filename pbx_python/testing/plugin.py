@@ -2,7 +2,13 @@
 
 Load with ``pytest_plugins = ["pbx_python.testing.plugin"]`` in a top-level conftest, or via a
 ``pytest11`` entry point. Base dirs of instances are kept (and listed at the end of the run) when
-the test failed, an instance crashed, or ``PBX_PYTHON_KEEP=1``.
+the test failed, an instance had a problem, or ``PBX_PYTHON_KEEP=1``.
+
+A test fails (an error at teardown) when any Asterisk it made shows a problem
+(:meth:`AsteriskInstance.problems`): an AddressSanitizer report, a failed Asterisk assertion
+(``FRACK!``, "bad magic number"), or death by a signal. Asterisk 22's own res_pjsip unload race on
+a graceful stop (docs/ASTERISK_SHUTDOWN_ABORT.md) is reported and the base dir kept, but it does
+not fail the test, and only when nothing else is wrong.
 """
 from __future__ import annotations
 
@@ -135,29 +141,31 @@ def asterisk_factory(request: pytest.FixtureRequest, asterisk_prefix: Path) -> I
     reports = request.node.stash.get(_REPORTS, {})
     failed = any(r.failed for r in reports.values())
     keep_all = os.environ.get("PBX_PYTHON_KEEP", "") not in ("", "0")
-    crashed = []
+    broken: list[str] = []
     for inst in made:
         inst.stop()
-        if inst.crashed_by_known_asterisk_bug:
+        problems = inst.problems()
+        known = inst.crashed_by_known_asterisk_bug
+        if known:
             line = (f"{request.node.nodeid}: {inst.name} rc={inst.returncode} aborted with the "
                     f"signature of Asterisk's res_pjsip unload race (docs/ASTERISK_SHUTDOWN_ABORT.md;"
                     f" not failing the test; base kept at {inst.base})")
             request.config.stash[_KEPT].append(line)
             print(line)
-            continue
-        if inst.crashed:
-            crashed.append(inst)
-        if failed or keep_all or inst.crashed:
-            line = f"{request.node.nodeid}: {inst.name} {inst.host} kept at {inst.base}"
-            request.config.stash[_KEPT].append(line)
-            print(line)
+        if problems:
+            broken.append(f"{inst.name} {inst.host} rc={inst.returncode} (base kept at {inst.base}):\n"
+                          + "\n".join(f"  {p.kind}: {p.source}: " + p.text.replace("\n", "\n    ")
+                                       for p in problems))
+        if failed or keep_all or problems or known:
+            if not known:
+                line = f"{request.node.nodeid}: {inst.name} {inst.host} kept at {inst.base}"
+                request.config.stash[_KEPT].append(line)
+                print(line)
         else:
             shutil.rmtree(inst.base, ignore_errors=True)
-    if crashed:
-        pytest.fail(
-            "Asterisk crashed: " + ", ".join(f"{i.name} rc={i.returncode} (base {i.base})" for i in crashed),
-            pytrace=False,
-        )
+    if broken:
+        pytest.fail("Asterisk went wrong (sanitizer report, failed assertion or crash):\n"
+                    + "\n".join(broken), pytrace=False)
 
 
 @pytest.fixture
