@@ -85,6 +85,9 @@ class InstallModule(Command):
         self.build_dir = Path(self.build_dir or ROOT / "build")
 
     def run(self) -> None:
+        build = self.distribution.get_command_obj("build_module")   # build what is installed
+        build.asterisk_prefix = self.asterisk_prefix or build.asterisk_prefix
+        build.build_dir = self.build_dir
         self.run_command("build_module")
         prefix = asterisk_prefix(self.asterisk_prefix)
         moddir, etcdir = asterisk_dirs(prefix)

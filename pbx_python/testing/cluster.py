@@ -1,31 +1,46 @@
 """A CallService cluster of real Asterisk nodes ("SOPs") on loopback addresses.
 
-Each SOP is an Asterisk process on its own 127.0.0.N:5060 with a PJSIP trunk to every other SOP
-(endpoint and AOR named after the SOP, qualify on, identified by IP) whose context is the service
-context, pbx_python.so loaded with dialplan_funcs.callservice, and a `phones` endpoint for SIPp
-callers (identified by the 127.0.0.200/29 range).
+Each SOP is an Asterisk process on its own loopback address (port 5060) with a PJSIP trunk to every
+other SOP (endpoint and AOR named after the SOP, qualify on, identified by IP) whose context is the
+service context, pbx_python.so loaded with dialplan_funcs.callservice (plus any ``modules``), and a
+`phones` endpoint for SIPp callers identified by ``phone_net`` (default 127.0.0.200/29).
 """
 from __future__ import annotations
 
+import ipaddress
 import sys
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, Union
 
 from .configs import pjsip_endpoint
 from .instance import AsteriskInstance
-from .net import require_loopback
+from .net import loopback_network, require_loopback
 
 SERVICE_CONTEXT = "callservice-in"
 PHONES_CONTEXT = "phones"
-PHONE_NET = "127.0.0.200/29"           # SIPp callers bind here (127.0.0.200-207)
+PHONE_NET = "127.0.0.200/29"           # default phones range: SIPp callers bind here (127.0.0.200-207)
+
+#: Extra files of a node: the same mapping for every node, or a function of the node's name.
+ExtraConfigs = Union[Mapping[str, str], Callable[[str], Mapping[str, str]]]
 
 
 @dataclass
 class ClusterSpec:
-    sops: Mapping[str, str]                          # SOP name -> 127.0.0.N
+    """What :func:`start_cluster` builds. Beyond the SOPs and CallService settings:
+
+    * ``phone_net``: loopback range (inside 127.0.0.0/8) the ``phones`` endpoint accepts calls
+      from; keep the SOP addresses out of it (a SOP inside it would be taken for a phone).
+    * ``modules``: more Python modules each node loads after ``dialplan_funcs.callservice``;
+      ``python_path``: directories prepended to their search path (``path =``).
+    * ``extra_configs``: more configuration files per node ({file name: text}, or a function
+      node -> {file name: text}); a file named like a generated one (pjsip.conf,
+      pbx_python.conf, extensions.conf) replaces it.
+    """
+
+    sops: Mapping[str, str]                          # SOP name -> loopback address
     qualify_frequency: float = 1
     qualify_timeout: float = 0.5
     progress_timeout: float = 2.0
@@ -35,10 +50,22 @@ class ClusterSpec:
     extra_callservice: str = ""
     trunk_hosts: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> {sop: host}
     unqualified: frozenset[str] = frozenset()   # SOPs whose trunks are not qualified (e.g. SIPp)
+    phone_net: str = PHONE_NET
+    modules: Sequence[str] = ()
+    python_path: Sequence[str] = ()
+    extra_configs: ExtraConfigs = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for host in self.sops.values():
-            require_loopback(host)
+        phones = loopback_network(self.phone_net)
+        self.phone_net = str(phones)
+        for sop, host in self.sops.items():
+            if ipaddress.ip_address(require_loopback(host)) in phones:
+                raise ValueError(f"SOP {sop} at {host} is inside phone_net {phones}: it would be identified as a phone")
+        if isinstance(self.modules, str):
+            raise TypeError("modules must be a sequence of module names, not one string")
+        for name in self.modules:
+            if not name or any(c in name for c in ", \t\n"):
+                raise ValueError(f"bad Python module name {name!r}")
 
     def pjsip_conf(self, node: str) -> str:
         host = self.sops[node]
@@ -64,7 +91,7 @@ class ClusterSpec:
             [phones]
             type = identify
             endpoint = phones
-            match = {PHONE_NET}
+            match = {self.phone_net}
             """)]
         overrides = self.trunk_hosts.get(node, {})
         for sop, peer in self.sops.items():
@@ -80,8 +107,11 @@ class ClusterSpec:
         return "\n".join(parts)
 
     def pbx_python_conf(self, node: str) -> str:
-        lines = ["[general]", f"python = {self.python}", "modules = dialplan_funcs.callservice",
-                 "", "[callservice]", f"local_sop = {node}", f"sops = {', '.join(self.sops)}",
+        modules = ", ".join(["dialplan_funcs.callservice", *self.modules])
+        lines = ["[general]", f"python = {self.python}", f"modules = {modules}"]
+        if self.python_path:
+            lines.append(f"path = {', '.join(str(p) for p in self.python_path)}")
+        lines += ["", "[callservice]", f"local_sop = {node}", f"sops = {', '.join(self.sops)}",
                  f"service_context = {SERVICE_CONTEXT}",
                  f"progress_timeout = {self.progress_timeout:g}"]
         if self.max_hops is not None:
@@ -91,21 +121,26 @@ class ClusterSpec:
         return "\n".join(lines) + "\n" + self.extra_callservice
 
     def configs(self, node: str, extensions: str) -> dict[str, str]:
-        return {"pjsip.conf": self.pjsip_conf(node),
-                "pbx_python.conf": self.pbx_python_conf(node),
-                "extensions.conf": extensions}
+        """Every configuration file of ``node`` this spec defines: {file name: text}."""
+        files = {"pjsip.conf": self.pjsip_conf(node),
+                 "pbx_python.conf": self.pbx_python_conf(node),
+                 "extensions.conf": extensions}
+        extra = self.extra_configs(node) if callable(self.extra_configs) else self.extra_configs
+        files.update(extra)
+        return files
 
 
 def start_cluster(spec: ClusterSpec, extensions: Callable[[str], str], module_so: Path,
-                  make: Callable[..., AsteriskInstance]) -> dict[str, AsteriskInstance]:
+                  make: Callable[..., AsteriskInstance], **instance_kwargs: Any) -> dict[str, AsteriskInstance]:
     """Start one Asterisk per SOP; `extensions(node)` gives each node's extensions.conf.
 
-    `make` builds an instance (e.g. the pytest asterisk_factory, or AsteriskInstance itself).
+    `make` builds an instance (e.g. the pytest asterisk_factory, or AsteriskInstance itself);
+    ``instance_kwargs`` (verbose, env, ...) are passed on to it.
     """
     nodes: dict[str, AsteriskInstance] = {}
     for node, host in spec.sops.items():
         inst = make(host=host, name=node, modules=[module_so],
-                    configs=spec.configs(node, extensions(node)))
+                    configs=spec.configs(node, extensions(node)), **instance_kwargs)
         if not inst.running:
             inst.start()
         nodes[node] = inst

@@ -28,10 +28,30 @@ NOLOAD_MODULES: tuple[str, ...] = (
 )
 
 
-def rtp_port_range(host: str) -> tuple[int, int]:
-    """A 150-port RTP range derived from the last octet of ``host`` (distinct per instance)."""
-    start = 10000 + last_octet(host) * 150
-    return start, start + 149
+#: RTP ports of a test instance. Asterisk takes an even port for each RTP stream and the next one
+#: for its RTCP, so 4000 ports carry 2000 streams: 1000 calls bridged through the node (two
+#: legs with media each), or 2000 calls answered by it.
+RTP_PORTS = 4000
+
+#: First port of the lowest slot; the slots stay below Linux's ephemeral range (32768-60999).
+RTP_BASE = 10000
+RTP_SLOTS = 5
+
+
+def rtp_port_range(host: str, ports: int = RTP_PORTS) -> tuple[int, int]:
+    """``ports`` RTP ports (first, last) for the instance on ``host``.
+
+    Every endpoint the helpers generate names a transport bound to the instance's own address,
+    and Asterisk binds RTP to that address, so instances on different addresses may share ports.
+    The range still starts in one of five slots picked by the last octet, so an endpoint a test
+    binds to 0.0.0.0 rarely meets another instance's ports (Asterisk would skip a busy port anyway).
+    """
+    if not 2 <= ports <= 65536 - RTP_BASE:
+        raise ValueError(f"ports={ports}: an RTP range needs 2 to {65536 - RTP_BASE} ports")
+    step = min(ports, (32768 - RTP_BASE) // RTP_SLOTS)
+    start = RTP_BASE + (last_octet(host) % RTP_SLOTS) * step
+    start = min(start, 65536 - ports)
+    return start, start + ports - 1
 
 
 def asterisk_conf(dirs: Mapping[str, Path | str], verbose: int = 3, debug: int = 0) -> str:
@@ -166,7 +186,7 @@ def extensions_conf() -> str:
     return "[general]\nstatic = yes\nwriteprotect = yes\n\n[default]\n"
 
 
-def rtp_conf(host: str) -> str:
-    """rtp.conf with a per-instance port range and ICE/STUN off (no traffic beyond loopback)."""
-    start, end = rtp_port_range(host)
+def rtp_conf(host: str, ports: int = RTP_PORTS) -> str:
+    """rtp.conf with :func:`rtp_port_range` and ICE/STUN off (no traffic beyond loopback)."""
+    start, end = rtp_port_range(host, ports)
     return f"[general]\nrtpstart = {start}\nrtpend = {end}\nicesupport = no\n"

@@ -38,6 +38,16 @@ class AsteriskError(RuntimeError):
     """Asterisk failed to start, or a helper got an unusable answer from it."""
 
 
+class AddressInUseError(AsteriskError):
+    """Asterisk started but could not bind its AMI or SIP socket: another process (often another
+    test run on the same machine) took the address between the check and the bind."""
+
+
+#: Log lines of a failed bind: AMI (tcptls.c) and a PJSIP transport (config_transport.c).
+_BIND_FAILED_RE = re.compile(r"Unable to bind AMI server to \S+: Address already in use"
+                             r"|Transport '[^']*' could not be started: Address already in use")
+
+
 def cli_quote(arg: str) -> str:
     """Quote ``arg`` as one Asterisk CLI argument (double quotes; backslash escapes ``\"`` and ``\\``)."""
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -233,6 +243,10 @@ class AsteriskInstance:
             except subprocess.TimeoutExpired:
                 continue
             if "fully booted" in last:
+                failed = _BIND_FAILED_RE.search(self.log_text())
+                if failed:
+                    self.stop(timeout=5)
+                    raise AddressInUseError(self._failure_text(f"could not bind on {self.host}: {failed.group(0)}"))
                 return self
             time.sleep(0.1)
 

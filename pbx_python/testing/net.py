@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 LOOPBACK_NET = ipaddress.ip_network("127.0.0.0/8")
 
@@ -17,6 +17,18 @@ def require_loopback(host: str) -> str:
     if addr.version != 4 or addr not in LOOPBACK_NET:
         raise ValueError(f"{host} is not in 127.0.0.0/8; the test helpers only bind and send on loopback")
     return str(addr)
+
+
+def loopback_network(net: str | ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    """``net`` ("127.0.3.0/24", "127.1.0.0/16", a single "127.0.0.9") as a network inside
+    127.0.0.0/8, else ValueError."""
+    try:
+        network = ipaddress.ip_network(net, strict=False)
+    except ValueError:
+        raise ValueError(f"{net!r} is not an IPv4 network; only ranges inside 127.0.0.0/8 are allowed") from None
+    if network.version != 4 or not network.subnet_of(LOOPBACK_NET):  # type: ignore[arg-type]
+        raise ValueError(f"{net} is not inside 127.0.0.0/8; the test helpers only bind and send on loopback")
+    return network  # type: ignore[return-value]
 
 
 def last_octet(host: str) -> int:
@@ -45,20 +57,46 @@ def free_port(host: str, kind: int = socket.SOCK_DGRAM) -> int:
         return s.getsockname()[1]
 
 
+def _hosts(network: ipaddress.IPv4Network) -> Iterator[str]:
+    """Usable addresses of ``network`` in order (all of them for a /31 or /32)."""
+    it = network.hosts() if network.prefixlen < 31 else iter(network)
+    return (str(a) for a in it)
+
+
 def free_loopback_host(
     udp_ports: Iterable[int] = (5060,),
     tcp_ports: Iterable[int] = (5038,),
-    candidates: Iterable[int] = range(2, 255),
+    candidates: Iterable[int | str] | None = None,
     exclude: Iterable[str] = (),
+    network: str | ipaddress.IPv4Network | None = None,
 ) -> str:
-    """First 127.0.0.N (N from ``candidates``) whose given UDP and TCP ports are all free."""
-    udp, tcp, skip = tuple(udp_ports), tuple(tcp_ports), set(exclude)
-    for n in candidates:
-        host = f"127.0.0.{n}"
+    """First loopback address whose given UDP and TCP ports are all free.
+
+    Searched, in order: ``network`` (any range inside 127.0.0.0/8, e.g. "127.0.3.0/24" or
+    "127.42.0.0/16", its host addresses in ascending order), or ``candidates`` (each an address
+    string anywhere in 127.0.0.0/8, or an int N meaning 127.0.0.N), or by default 127.0.0.2-254.
+    Addresses in ``exclude`` are skipped.
+    """
+    if network is not None and candidates is not None:
+        raise ValueError("give network= or candidates=, not both")
+    hosts: Iterable[str]
+    if network is not None:
+        hosts = _hosts(loopback_network(network))
+    elif candidates is None:
+        hosts = (f"127.0.0.{n}" for n in range(2, 255))
+    else:
+        hosts = (f"127.0.0.{c}" if isinstance(c, int) else c for c in candidates)
+    udp, tcp = tuple(udp_ports), tuple(tcp_ports)
+    skip = {require_loopback(h) for h in exclude}
+    searched = 0
+    for host in hosts:
+        host = require_loopback(host)
+        searched += 1
         if host in skip:
             continue
         if all(port_is_free(host, p, socket.SOCK_DGRAM) for p in udp) and all(
             port_is_free(host, p, socket.SOCK_STREAM) for p in tcp
         ):
             return host
-    raise RuntimeError("no free loopback address found in 127.0.0.0/8")
+    where = f"in {network}" if network is not None else "among the candidates"
+    raise RuntimeError(f"no free loopback address {where} ({searched} searched, UDP {udp}, TCP {tcp} busy)")

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from .instance import AsteriskInstance
+from .instance import AddressInUseError, AsteriskInstance
 from .net import free_loopback_host
 from .sipp import Sipp
 
@@ -121,20 +121,32 @@ def asterisk_prefix(pytestconfig: pytest.Config) -> Path:
 def asterisk_factory(request: pytest.FixtureRequest, asterisk_prefix: Path) -> Iterator[AsteriskFactory]:
     """``make(host=None, *, start=False, **AsteriskInstance kwargs) -> AsteriskInstance``.
 
-    ``host=None`` picks a 127.0.0.N whose SIP and AMI ports are free. Every instance is stopped
-    at teardown; its base dir is removed unless the test failed, it crashed, or PBX_PYTHON_KEEP=1.
+    ``host=None`` picks a 127.0.0.N whose SIP and AMI ports are free; with ``start=True`` it
+    moves on to another address if another process binds the picked one first. Every instance
+    is stopped at teardown; its base dir is removed unless the test failed, it had a problem
+    (sanitizer report, failed assertion, crash), or PBX_PYTHON_KEEP=1.
     """
     made: list[AsteriskInstance] = []
 
     def make(host: str | None = None, *, start: bool = False, **kwargs: Any) -> AsteriskInstance:
-        if host is None:
-            host = free_loopback_host(exclude=[i.host for i in made])
         kwargs.setdefault("name", f"ast{len(made) + 1}")
-        inst = AsteriskInstance(kwargs.pop("prefix", asterisk_prefix), host, **kwargs)
-        made.append(inst)
-        if start:
-            inst.start()
-        return inst
+        prefix = kwargs.pop("prefix", asterisk_prefix)
+        tried: list[str] = []
+        for attempt in range(5):
+            pick = host if host is not None else free_loopback_host(exclude=[i.host for i in made] + tried)
+            inst = AsteriskInstance(prefix, pick, **kwargs)
+            made.append(inst)
+            if not start:
+                return inst
+            try:
+                return inst.start()
+            except AddressInUseError:
+                if host is not None or attempt == 4:
+                    raise
+                made.remove(inst)          # lost a race for the address: it never served the test
+                inst.cleanup()
+                tried.append(pick)
+        raise AssertionError("unreachable")
 
     yield make
 

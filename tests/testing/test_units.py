@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import pytest
 
+from pathlib import Path
+
 from pbx_python.testing import (
     AsteriskInstance,
     cli_quote,
     configs,
+    health,
     parse_headers,
     require_loopback,
     sipmsg,
@@ -92,11 +95,28 @@ def test_cli_quote() -> None:
     assert cli_quote('say "hi" \\o/') == '"say \\"hi\\" \\\\o/"'
 
 
-def test_rtp_ranges_distinct() -> None:
-    ranges = [configs.rtp_port_range(f"127.0.0.{n}") for n in range(256)]
-    flat = [p for lo, hi in ranges for p in (lo, hi)]
-    assert all(lo < hi <= 65535 for lo, hi in ranges)
-    assert flat == sorted(flat) and len(set(flat)) == len(flat)
+def _rtp_range(text: str) -> tuple[int, int]:
+    values = dict(line.split(" = ", 1) for line in text.splitlines() if " = " in line)
+    return int(values["rtpstart"]), int(values["rtpend"])
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "127.0.0.200", "127.0.0.254", "127.3.7.9"])
+def test_generated_rtp_conf_carries_several_hundred_bridged_calls(host: str) -> None:
+    start, end = _rtp_range(configs.rtp_conf(host))
+    # a call bridged through a node has two legs, each an RTP port and its RTCP port
+    assert (end - start + 1) // 4 >= 400
+    assert 1024 < start < end < 32768          # below Linux's ephemeral ports
+    assert "icesupport = no" in configs.rtp_conf(host)
+
+
+def test_rtp_port_count_is_a_parameter() -> None:
+    assert _rtp_range(configs.rtp_conf("127.0.0.2", ports=100)) == configs.rtp_port_range("127.0.0.2", 100)
+    lo, hi = configs.rtp_port_range("127.0.0.2", 100)
+    assert hi - lo + 1 == 100
+    lo, hi = configs.rtp_port_range("127.0.0.4", 50000)
+    assert hi - lo + 1 == 50000 and hi <= 65535
+    with pytest.raises(ValueError):
+        configs.rtp_port_range("127.0.0.2", 1)
 
 
 def test_modules_conf_lists_only_present() -> None:
@@ -168,20 +188,93 @@ def test_ami_parse_message() -> None:
     assert msg == {"Response": "Success", "ActionID": "1", "Output": "a\nb", "Value": "x: y"}
 
 
-@pytest.mark.parametrize("rc, log, known", [
-    (-6, "ERROR[1] pjproject: ../src/pjsip/sip_endpo Assert failed: endpt && rdata\n", True),
-    (-6, "NOTICE[1] asterisk.c: Asterisk cleanly ending (0).\n", False),      # no signature
-    (-11, "Assert failed: endpt && rdata\n", False),                          # SIGSEGV: not it
-    (0, "Assert failed: endpt && rdata\n", False),                            # no crash at all
+ASSERT_LINE = "ERROR[1] pjproject: ../src/pjsip/sip_endpo Assert failed: endpt && rdata\n"
+ASAN_REPORT = """=================================================================
+==4242==ERROR: AddressSanitizer: heap-use-after-free on address 0x602000000010 at pc 0x1 bp 0x2 sp 0x3
+READ of size 4 at 0x602000000010 thread T12
+    #0 0x55 in pyast_getvar csrc/pbx_python.c:300
+    #1 0x56 in _cffi_f_pyast_getvar build/_pbx_python_shim.c:900
+
+0x602000000010 is located 0 bytes inside of 16-byte region [0x602000000010,0x602000000020)
+freed by thread T11 here:
+    #0 0x57 in __interceptor_free ../../../../src/libsanitizer/asan/asan_malloc_linux.cpp:52
+    #1 0x58 in ast_channel_destructor main/channel.c:2300
+
+SUMMARY: AddressSanitizer: heap-use-after-free csrc/pbx_python.c:300 in pyast_getvar
+Shadow bytes around the buggy address:
+  0x0c047fff8000: fa fa 00 00 fa fa
+"""
+
+
+@pytest.mark.parametrize("rc, after_graceful_stop, other, known", [
+    (-6, ASSERT_LINE, [], True),
+    (-6, None, [], False),                                            # no graceful stop asked for
+    (-6, "NOTICE[1] asterisk.c: Asterisk cleanly ending (0).\n", [], False),   # no signature
+    (-11, ASSERT_LINE, [], False),                                    # SIGSEGV: not it
+    (0, ASSERT_LINE, [], False),                                      # no crash at all
+    (-6, ASSERT_LINE, [health.Problem("sanitizer", "asan.1", "ERROR: AddressSanitizer")], False),
+    (-6, ASSERT_LINE, [health.Problem("assertion", "full", "FRACK!, Failed assertion")], False),
 ])
-def test_only_the_res_pjsip_unload_race_signature_counts_as_the_known_asterisk_bug(tmp_path, rc, log, known):
+def test_only_the_res_pjsip_unload_race_alone_counts_as_the_known_asterisk_bug(rc, after_graceful_stop, other, known):
+    assert health.is_known_unload_race(rc, after_graceful_stop, other) is known
+
+
+def _fake_prefix(tmp_path):
     binary = tmp_path / "prefix" / "sbin" / "asterisk"      # never run: only its path is checked
     binary.parent.mkdir(parents=True)
     binary.write_text("")
     binary.chmod(0o755)
-    inst = AsteriskInstance(tmp_path / "prefix", "127.0.0.1")
-    inst.log_path.parent.mkdir(parents=True, exist_ok=True)
-    inst.log_path.write_text(log)
-    inst.returncode = rc
-    assert inst.crashed_by_known_asterisk_bug is known
+    return tmp_path / "prefix"
+
+
+def test_an_abort_with_the_race_text_is_a_crash_unless_a_graceful_stop_preceded_it(tmp_path):
+    inst = AsteriskInstance(_fake_prefix(tmp_path), "127.0.0.1")
+    inst.log_path.write_text(ASSERT_LINE)
+    inst.returncode = -6
+    assert not inst.crashed_by_known_asterisk_bug
+    assert [p.kind for p in inst.problems()] == ["crash"]
     inst.cleanup()
+
+
+def test_problems_lists_sanitizer_reports_assertions_and_crashes(tmp_path):
+    inst = AsteriskInstance(_fake_prefix(tmp_path), "127.0.0.1")
+    (inst.logdir / "asan.4242").write_text(ASAN_REPORT)
+    inst.log_path.write_text("[x] ERROR[7] astobj2.c: FRACK!, Failed assertion bad magic number 0x0 for object 0x1 (0)\n")
+    inst.returncode = -11
+    problems = inst.problems()
+    assert [p.kind for p in problems] == ["assertion", "sanitizer", "crash"]
+    report = problems[1].text
+    assert report.splitlines()[0].startswith("==4242==ERROR: AddressSanitizer: heap-use-after-free")
+    assert "#0 0x55 in pyast_getvar csrc/pbx_python.c:300" in report
+    assert "freed by thread T11 here:" in report and "ast_channel_destructor" in report
+    assert report.splitlines()[-1].startswith("SUMMARY: AddressSanitizer: heap-use-after-free")
+    assert "Shadow bytes" not in report
+    assert "SIGSEGV" in problems[2].text
+    inst.cleanup()
+
+
+@pytest.mark.parametrize("rc", [0, 1, -9, None])
+def test_a_clean_exit_a_failed_start_and_the_helpers_sigkill_are_no_problem(tmp_path, rc):
+    inst = AsteriskInstance(_fake_prefix(tmp_path), "127.0.0.1")
+    inst.log_path.write_text("NOTICE[1] asterisk.c: Asterisk cleanly ending (0).\n")
+    inst.returncode = rc
+    assert inst.problems() == []
+    inst.cleanup()
+
+
+def test_asan_options_defaults_environment_and_log_path(tmp_path):
+    opts = dict(o.split("=", 1) for o in health.asan_options(tmp_path, {}).split(":"))
+    assert opts["detect_leaks"] == "0" and opts["abort_on_error"] == "1"
+    assert opts["log_path"] == str(tmp_path / "asan")
+    assert Path(opts["suppressions"]).is_file()
+    env = {"ASAN_OPTIONS": "detect_leaks=1:verbosity=1 log_path=/elsewhere"}
+    opts = dict(o.split("=", 1) for o in health.asan_options(tmp_path, env).split(":"))
+    assert opts["detect_leaks"] == "1" and opts["verbosity"] == "1"   # the environment wins
+    assert opts["log_path"] == str(tmp_path / "asan")                 # except where reports go
+
+
+def test_links_asan_reads_the_elf_needed_name(tmp_path):
+    plain, asan = tmp_path / "plain.so", tmp_path / "asan.so"
+    plain.write_bytes(b"\x7fELF libc.so.6\x00")
+    asan.write_bytes(b"\x7fELF libasan.so.8\x00libc.so.6\x00")
+    assert not health.links_asan(plain) and health.links_asan(asan)
