@@ -6,24 +6,28 @@ from __future__ import annotations
 
 from .ami import AmiClient, AmiError, AmiMessage
 from .configs import pjsip_endpoint, rtp_port_range
-from .instance import AsteriskError, AsteriskInstance, cli_quote
-from .net import free_loopback_host, free_port, port_is_free, require_loopback
+from .health import Problem
+from .instance import AddressInUseError, AsteriskError, AsteriskInstance, cli_quote
+from .net import free_loopback_host, free_port, loopback_network, port_is_free, require_loopback
 from .sipmsg import Headers, parse_headers, request_method, status_code
 from .sipp import Sipp, SippResult, SippUas, run_uac
 
 __all__ = [
+    "AddressInUseError",
     "AmiClient",
     "AmiError",
     "AmiMessage",
     "AsteriskError",
     "AsteriskInstance",
     "Headers",
+    "Problem",
     "Sipp",
     "SippResult",
     "SippUas",
     "cli_quote",
     "free_loopback_host",
     "free_port",
+    "loopback_network",
     "parse_headers",
     "pjsip_endpoint",
     "port_is_free",
