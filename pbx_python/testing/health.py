@@ -135,19 +135,47 @@ def scan_text(text: str, source: str, limit: int = 3) -> list[Problem]:
     return found
 
 
-def _read(path: Path) -> str:
+_REPORT_LINES = 400       # lines kept after a sanitizer's ERROR line (the report's stacks)
+
+
+def scan_file(path: Path, limit: int = 3) -> list[Problem]:
+    """:func:`scan_text` of one file, read line by line (logs of long runs can be large): only
+    the first sanitizer report and the first ``limit`` assertion lines are kept."""
+    report: list[str] = []
+    hits: list[str] = []
+    extra = 0
+    capturing = 0
     try:
-        return path.read_bytes().decode("utf-8", "replace")
+        f = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError:
-        return ""
+        return []
+    with f:
+        for raw in f:
+            line = raw.decode("utf-8", "replace")
+            if capturing:
+                report.append(line)
+                capturing -= 1
+            elif not report and any(m in line for m in SANITIZER_MARKERS):
+                report.append(line)
+                capturing = _REPORT_LINES
+            if any(m in line for m in ASSERTION_MARKERS):
+                if len(hits) < limit:
+                    hits.append(line.strip())
+                else:
+                    extra += 1
+    found = [Problem("sanitizer", str(path), sanitizer_report_summary("".join(report)))] if report else []
+    found += [Problem("assertion", str(path), ln) for ln in hits]
+    if extra:
+        found.append(Problem("assertion", str(path), f"... and {extra} more"))
+    return found
 
 
 def scan_files(paths: Iterable[Path]) -> list[Problem]:
-    """:func:`scan_text` over existing files."""
+    """:func:`scan_file` over the files that exist."""
     found: list[Problem] = []
     for path in paths:
-        if path.is_file():
-            found += scan_text(_read(path), str(path))
+        if Path(path).is_file():
+            found += scan_file(Path(path))
     return found
 
 

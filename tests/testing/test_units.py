@@ -278,3 +278,14 @@ def test_links_asan_reads_the_elf_needed_name(tmp_path):
     plain.write_bytes(b"\x7fELF libc.so.6\x00")
     asan.write_bytes(b"\x7fELF libasan.so.8\x00libc.so.6\x00")
     assert not health.links_asan(plain) and health.links_asan(asan)
+
+
+def test_scan_file_keeps_the_first_report_and_counts_further_assertions(tmp_path):
+    log = tmp_path / "full"
+    frack = "ERROR[9] astobj2.c: FRACK!, Failed assertion bad magic number 0x0 for object 0x{} (0)\n"
+    log.write_text("NOTICE boot\n" * 1000 + "".join(frack.format(i) for i in range(5)) + ASAN_REPORT
+                   + ASAN_REPORT.replace("heap-use-after-free", "double-free"))
+    found = health.scan_file(log)
+    assert [p.kind for p in found] == ["sanitizer", "assertion", "assertion", "assertion", "assertion"]
+    assert "heap-use-after-free" in found[0].text and "double-free" not in found[0].text
+    assert found[1].text.endswith("0x0 (0)") and found[4].text == "... and 2 more"
