@@ -43,7 +43,5 @@ def python_asterisk(asterisk_factory: Callable[..., AsteriskInstance]) -> Callab
                  "pbx_python.conf": pbx_conf if pbx_conf is not None else
                  pbx_python_conf(modules, paths, extra_general, extra_sections)}
         files.update(configs or {})
-        inst = asterisk_factory(host=host, modules=[MODULE_SO], configs=files, **kwargs)
-        inst.start()
-        return inst
+        return asterisk_factory(host=host, modules=[MODULE_SO], configs=files, start=True, **kwargs)
     return start

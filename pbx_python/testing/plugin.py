@@ -12,9 +12,12 @@ not fail the test, and only when nothing else is wrong.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import signal
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,13 +25,30 @@ from typing import Any
 import pytest
 
 from .instance import AddressInUseError, AsteriskInstance
-from .net import free_loopback_host
+from .net import claim_host, free_loopback_host, release_host
 from .sipp import Sipp
 
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 _KEPT = pytest.StashKey[list[str]]()
 
 AsteriskFactory = Callable[..., AsteriskInstance]
+
+#: Instances made by asterisk_factory and not yet torn down: killed (by PID) if pytest exits
+#: before their teardown ran, so an interrupted run leaves no Asterisk behind.
+_LIVE: set[AsteriskInstance] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for inst in list(_LIVE):
+        proc = inst.proc
+        if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _sigterm_to_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,6 +63,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "integration: needs a real Asterisk (and maybe SIPp)")
     config.stash[_KEPT] = []
+    # `timeout`, CI cancellations and `kill` send SIGTERM: unwind like Ctrl-C, so fixtures stop
+    # their Asterisk processes instead of orphaning them.
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -133,9 +158,18 @@ def asterisk_factory(request: pytest.FixtureRequest, asterisk_prefix: Path) -> I
         prefix = kwargs.pop("prefix", asterisk_prefix)
         tried: list[str] = []
         for attempt in range(5):
-            pick = host if host is not None else free_loopback_host(exclude=[i.host for i in made] + tried)
-            inst = AsteriskInstance(prefix, pick, **kwargs)
+            if host is None:
+                pick = free_loopback_host(exclude=[i.host for i in made] + tried, claim=True, shuffle=True)
+            else:
+                pick = host
+                claim_host(pick)           # tells other runs; an explicit address is used anyway
+            try:
+                inst = AsteriskInstance(prefix, pick, **kwargs)
+            except BaseException:
+                release_host(pick)
+                raise
             made.append(inst)
+            _LIVE.add(inst)
             if not start:
                 return inst
             try:
@@ -144,7 +178,9 @@ def asterisk_factory(request: pytest.FixtureRequest, asterisk_prefix: Path) -> I
                 if host is not None or attempt == 4:
                     raise
                 made.remove(inst)          # lost a race for the address: it never served the test
+                _LIVE.discard(inst)
                 inst.cleanup()
+                release_host(pick)
                 tried.append(pick)
         raise AssertionError("unreachable")
 
@@ -156,6 +192,7 @@ def asterisk_factory(request: pytest.FixtureRequest, asterisk_prefix: Path) -> I
     broken: list[str] = []
     for inst in made:
         inst.stop()
+        _LIVE.discard(inst)
         problems = inst.problems()
         known = inst.crashed_by_known_asterisk_bug
         if known:
@@ -175,6 +212,8 @@ def asterisk_factory(request: pytest.FixtureRequest, asterisk_prefix: Path) -> I
                 print(line)
         else:
             shutil.rmtree(inst.base, ignore_errors=True)
+    for host in {inst.host for inst in made}:
+        release_host(host)
     if broken:
         pytest.fail("Asterisk went wrong (sanitizer report, failed assertion or crash):\n"
                     + "\n".join(broken), pytrace=False)

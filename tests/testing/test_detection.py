@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -207,3 +208,47 @@ def test_a_plain_module_is_refused_by_name_in_the_asan_check(tmp_path, asterisk_
     with pytest.raises(AsteriskError, match="built with -fsanitize=address"):
         AsteriskInstance(asterisk_prefix, "127.0.0.9", modules=[fake])
 
+
+
+HANGING = '''\
+import time
+from pathlib import Path
+
+
+def test_hangs(asterisk_factory):
+    ast = asterisk_factory(start=True)
+    Path("asterisk.pid").write_text(str(ast.pid))
+    time.sleep(120)
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_a_run_ended_by_sigterm_stops_its_asterisk(tmp_path, asterisk_prefix):
+    (tmp_path / "test_hanging.py").write_text(HANGING)
+    env = dict(os.environ, ASTERISK_PREFIX=str(asterisk_prefix))
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_hanging.py"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pidfile = tmp_path / "asterisk.pid"
+    try:
+        deadline = time.monotonic() + 60
+        while not pidfile.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.1)
+        pid = int(pidfile.read_text())
+        assert _alive(pid)
+        proc.terminate()                                    # SIGTERM, as `timeout` or CI sends
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), f"Asterisk {pid} outlived the interrupted pytest run:\n{out[-2000:]}"

@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import shutil
 import socket
+import subprocess
+import sys
 import textwrap
 
 import pytest
 
 from pbx_python.testing import configs, free_loopback_host, pjsip_endpoint, run_uac
 from pbx_python.testing.cluster import PHONE_NET, ClusterSpec, start_cluster, wait_qualified
+from pbx_python.testing.net import release_host
 from tests.conftest import MODULE_SO
 
 needs_sipp = pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp not installed")
@@ -32,7 +35,9 @@ def test_free_loopback_host_skips_busy_addresses_in_the_range() -> None:
 
 def test_free_loopback_host_takes_candidate_addresses_anywhere_in_127_8() -> None:
     assert free_loopback_host(candidates=["127.200.1.9", 5]) == "127.200.1.9"
-    assert free_loopback_host(candidates=[9]) == "127.0.0.9"          # an int is still 127.0.0.N
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:   # an int is still 127.0.0.N
+        probe.bind(("127.200.1.10", 5060))
+        assert free_loopback_host(candidates=["127.200.1.10", 250, 251, 252, 253, 254]).startswith("127.0.0.")
 
 
 def test_free_loopback_host_refuses_ranges_beyond_loopback() -> None:
@@ -188,3 +193,34 @@ def test_generated_rtp_conf_lets_an_instance_hold_several_hundred_media_streams(
     log = ast.log_text(since)
     assert "couldn't allocate a port" not in log.lower() and "Unable to create RTP" not in log
     assert result.successful == calls, f"{result.successful} of {calls} answered; {result.errors[-2000:]}"
+
+
+def test_addresses_claimed_by_another_test_run_are_skipped(tmp_path) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""\
+        import sys, time
+        from pbx_python.testing.net import claim_host
+        assert claim_host("127.0.96.1")
+        print("held", flush=True)
+        time.sleep(60)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert free_loopback_host(network="127.0.96.0/29") == "127.0.96.1"     # ports are free
+        host = free_loopback_host(network="127.0.96.0/29", claim=True)
+        assert host == "127.0.96.2"
+        assert free_loopback_host(network="127.0.96.0/29", claim=True, exclude=[host]) == "127.0.96.3"
+    finally:
+        holder.kill()
+        holder.wait()
+        release_host("127.0.96.2")
+        release_host("127.0.96.3")
+    assert free_loopback_host(network="127.0.96.0/29", claim=True) == "127.0.96.1"  # released at exit
+    release_host("127.0.96.1")
+
+
+def test_shuffled_search_stays_in_the_range_and_spreads() -> None:
+    picks = {free_loopback_host(network="127.0.97.0/24", shuffle=True) for _ in range(30)}
+    assert all(p.startswith("127.0.97.") for p in picks) and len(picks) > 5
+    listed = ["127.0.98.1", "127.0.98.2", "127.0.98.3"]
+    picks = {free_loopback_host(candidates=listed, shuffle=True) for _ in range(30)}
+    assert picks == set(listed)
