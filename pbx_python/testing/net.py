@@ -109,7 +109,7 @@ def free_loopback_host(
     candidates: Iterable[int | str] | None = None,
     exclude: Iterable[str] = (),
     network: str | ipaddress.IPv4Network | None = None,
-    claim: bool = False,
+    claim: bool = True,
     shuffle: bool = False,
 ) -> str:
     """First loopback address whose given UDP and TCP ports are all free.
@@ -117,9 +117,11 @@ def free_loopback_host(
     Searched, in order: ``network`` (any range inside 127.0.0.0/8, e.g. "127.0.3.0/24" or
     "127.42.0.0/16", its host addresses in ascending order), or ``candidates`` (each an address
     string anywhere in 127.0.0.0/8, or an int N meaning 127.0.0.N), or by default 127.0.0.2-254.
-    Addresses in ``exclude`` are skipped. ``claim``: also skip addresses other processes have
-    claimed (:func:`claim_host`) and claim the one returned. ``shuffle``: start at a random
-    place in the order (concurrent runs then rarely race for the same first address).
+    Addresses in ``exclude`` are skipped. ``claim`` (default): also skip addresses other
+    processes using these helpers have claimed (:func:`claim_host`), and claim the one returned
+    for this process (the ``asterisk_factory`` fixture releases its instances' addresses at
+    teardown; this process can always reuse its own). ``shuffle``: start at a random place in
+    the order (concurrent runs then rarely race for the same first address).
     """
     if network is not None and candidates is not None:
         raise ValueError("give network= or candidates=, not both")

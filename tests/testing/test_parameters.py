@@ -205,10 +205,10 @@ def test_addresses_claimed_by_another_test_run_are_skipped(tmp_path) -> None:
         """)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        assert free_loopback_host(network="127.0.96.0/29") == "127.0.96.1"     # ports are free
-        host = free_loopback_host(network="127.0.96.0/29", claim=True)
+        assert free_loopback_host(network="127.0.96.0/29", claim=False) == "127.0.96.1"  # ports are free
+        host = free_loopback_host(network="127.0.96.0/29")
         assert host == "127.0.96.2"
-        assert free_loopback_host(network="127.0.96.0/29", claim=True, exclude=[host]) == "127.0.96.3"
+        assert free_loopback_host(network="127.0.96.0/29", exclude=[host]) == "127.0.96.3"
     finally:
         holder.kill()
         holder.wait()
