@@ -15,7 +15,7 @@ from __future__ import annotations
 from .asterisk import NotInAsterisk, log, manager_event, verbose, verbosity
 from .channel import ApplicationNotFound, Channel
 from .config import Config, ConfigError
-from .registry import application, cli_command, function, on_load
+from .registry import application, cli_command, function, on_load, on_unload
 from ._runtime import DialplanError, ShowUsage
 
 __version__ = "0.1.0"
@@ -30,5 +30,5 @@ def config() -> Config:
 __all__ = [
     "ApplicationNotFound", "Channel", "DialplanError", "Config", "ConfigError", "NotInAsterisk", "ShowUsage",
     "application", "cli_command", "config", "function", "log", "manager_event", "on_load",
-    "verbose", "verbosity",
+    "on_unload", "verbose", "verbosity",
 ]

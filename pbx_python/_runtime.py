@@ -264,6 +264,7 @@ def _load(triples: list[tuple[str, str, str]], reload: bool) -> int:
     for failure in result.failures():
         ast.log(ast.LOG_ERROR, f"Python module {failure.name} failed to {what}:\n"
                 f"{failure.traceback.rstrip()}")
+    _log_unload_errors(result.unload_errors)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     if reload and not result.ok:
         names = ", ".join(f.name for f in result.failures())
@@ -276,7 +277,9 @@ def _load(triples: list[tuple[str, str, str]], reload: bool) -> int:
     state.config = config
     _update_entries(result.registry)     # before registering: a new name has its entry at once
     _register_with_asterisk(result.registry)
-    state.registry = result.registry
+    previous, state.registry = state.registry, result.registry
+    if reload:   # the new code is in service: the old generation may stop what it started
+        _log_unload_errors(loader.run_unload_hooks(previous.unload_hooks, "reload"))
     state.modules = result.modules
     state.loaded_at = time.time()
     failed = len(result.failures())
@@ -309,7 +312,29 @@ def _register_with_asterisk(registry: Registry) -> None:
             ast.log(ast.LOG_ERROR, f"Cannot register CLI command '{cspec.command}'")
 
 
+#: How long Asterisk's shutdown waits for the on_unload hooks.
+SHUTDOWN_HOOK_TIMEOUT = 5.0
+
+
+def _log_unload_errors(errors: list[str]) -> None:
+    for text in errors:
+        ast.log(ast.LOG_ERROR, text.rstrip())
+
+
 def on_shutdown() -> None:
+    """Call the on_unload hooks (reason "shutdown"), bounded in time: a hook that hangs cannot
+    hold Asterisk's shutdown."""
+    hooks = state.registry.unload_hooks
+    if hooks:
+        errors: list[str] = []
+        worker = threading.Thread(target=lambda: errors.extend(
+            loader.run_unload_hooks(hooks, "shutdown")), name="pbx_python-unload", daemon=True)
+        worker.start()
+        worker.join(SHUTDOWN_HOOK_TIMEOUT)
+        if worker.is_alive():
+            ast.log(ast.LOG_WARNING, f"pbx_python: on_unload hooks still running after "
+                    f"{SHUTDOWN_HOOK_TIMEOUT:g} s; Asterisk's shutdown goes on without them")
+        _log_unload_errors(list(errors))
     ast.log(ast.LOG_NOTICE, "pbx_python: Asterisk is shutting down; Python stays initialised "
             "until the process exits")
 
