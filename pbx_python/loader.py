@@ -72,7 +72,7 @@ def load_modules(config: Config, *, all_or_nothing: bool) -> LoadResult:
                     if _owned(module, [name]):
                         hook(config)
                 result.modules.append(ModuleStatus(name, True))
-            except (Exception, SystemExit) as exc:  # user code may raise anything
+            except BaseException as exc:  # noqa: BLE001 - user code may raise anything
                 result.modules.append(ModuleStatus(name, False, _describe(exc),
                                                    traceback.format_exc()))
                 _forget(result.registry, name, before)
