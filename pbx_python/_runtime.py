@@ -145,7 +145,7 @@ def _failed(kind: str, name: str, chan: Optional[Channel]) -> None:
     assignments the code made before it raised, which are applied too)."""
     summary = _log_exception(kind, name, chan)
     if chan is not None:
-        chan._pending += b"PYTHON_ERROR\0%b\0" % summary.encode()
+        chan._pending += f"PYTHON_ERROR\0{summary}\0"    # sanitized: no NUL, no surrogate
 
 
 def _safe_repr(value: Any) -> str:
@@ -189,6 +189,11 @@ def app_result(res: Any, name: str) -> int:
 
 def read_result(value: Any, name: str) -> bytes:
     """A function's return value as the bytes of the value it reads (README: "Values")."""
+    if type(value) is str and "\0" not in value:
+        try:
+            return value.encode("utf-8", "surrogateescape")   # the common case
+        except UnicodeEncodeError:
+            pass                                               # value_bytes says why
     if value is None:
         return b""
     try:
@@ -211,7 +216,11 @@ def _app_entry(spec: AppSpec) -> Entry:
         stats.calls += 1
         try:
             try:
-                res = app_result(handler(chan, *args), name)
+                res = handler(chan, *args)
+                if res is None:
+                    res = 0
+                elif type(res) is not int or not INT_MIN <= res <= INT_MAX:
+                    res = app_result(res, name)
             except BaseException:  # noqa: BLE001 - mapped to a defined result below
                 stats.errors += 1
                 _failed("application", name, chan)
@@ -220,7 +229,7 @@ def _app_entry(spec: AppSpec) -> Entry:
                 return res, chan._take_pending()
             return res
         finally:
-            chan._end()
+            chan._gone = True     # nothing may use the channel's address any more
 
     return entry
 
@@ -259,7 +268,7 @@ def _func_read_entry(spec: FuncSpec) -> Entry:
             return data
         finally:
             if chan is not None:
-                chan._end()
+                chan._gone = True
 
     return entry
 
@@ -284,7 +293,7 @@ def _func_write_entry(spec: FuncSpec) -> Entry:
             return res
         finally:
             if chan is not None:
-                chan._end()
+                chan._gone = True
 
     return entry
 

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional
 
 from . import asterisk as ast
 from .asterisk import decode
-from .values import name_bytes, text_bytes, value_bytes
+from .values import assignment, name_bytes, text_bytes, value_bytes
 
 
 class ApplicationNotFound(LookupError):
@@ -63,7 +63,7 @@ class Channel:
     # Created for every call: only the fields every call needs are set in __init__; the others
     # start as these class-level defaults and are set when first used.
     _info: Optional[list[str]] = None
-    _pending: bytes = b""       # deferred assignments, b"name\0value\0" back to back
+    _pending: str = ""          # deferred assignments, "name\0value\0" back to back, checked
     _out: Any = None
     _cptr: Any = None
     _gone: bool = False         # set by the entry (in a finally) when the call returns
@@ -92,14 +92,10 @@ class Channel:
             self._cptr = ast.ffi().cast("struct ast_channel *", self._addr)
         return self._cptr
 
-    def _end(self) -> None:
-        """Called by the entry when its call returns: nothing may use the address again."""
-        self._gone = True
-        self._cptr = None
-
     # ---- identity (one C call, on first use) ----
     def _field(self, name: str) -> str:
-        self._check()
+        if self._gone or get_ident() != self._thread:
+            self._check()
         if self._info is None:
             out = self._outp()
             n = ast.lib().pyast_chan_info(self._c(), out)
@@ -172,6 +168,12 @@ class Channel:
                 "<Channel (owned by another thread)>"
         return f"<Channel {self.name}>"
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # A copy would escape the entry's end-of-call marking (and a pickle would carry a raw
+        # address): refused, for copy.copy, copy.deepcopy and pickle alike.
+        raise TypeError("a Channel cannot be copied or pickled: it is valid only during its "
+                        "call; keep chan.uniqueid or chan.ref() instead")
+
     def ref(self) -> ChannelRef:
         """A reference to this channel (by uniqueid) usable from any thread while it lives."""
         return ChannelRef(self.uniqueid)
@@ -184,23 +186,26 @@ class Channel:
         a bad name or value raises here, and the assignment is applied at the next call into
         Asterisk or when the callback returns.
         """
-        self._check()
-        key = name_bytes(name)
-        if value is None:
-            self._unset(key)
+        if self._gone or get_ident() != self._thread:
+            self._check()
+        if (type(name) is str and type(value) is str and name and name.isascii()
+                and value.isascii() and "\0" not in name and "\0" not in value):
+            self._pending = f"{self._pending}{name}\0{value}\0"    # the common case, checked
+        elif value is None:
+            self._unset(name_bytes(name))
         else:
-            self._pending += b"%b\0%b\0" % (key, value_bytes(value, f"value of {name}"))
+            self._pending += assignment(name, value)
 
     def set_vars(self, values: Mapping[str, Any]) -> None:
         """Several set_var() calls, in order; all are checked before any is recorded."""
         self._check()
-        checked = [(name_bytes(name), None if value is None else
-                    value_bytes(value, f"value of {name}")) for name, value in values.items()]
-        for key, raw in checked:
-            if raw is None:
+        checked = [(name_bytes(name), None if value is None else assignment(name, value))
+                   for name, value in values.items()]
+        for key, pair in checked:
+            if pair is None:
                 self._unset(key)
             else:
-                self._pending += b"%b\0%b\0" % (key, raw)
+                self._pending += pair
 
     def _unset(self, key: bytes) -> None:
         self._flush()
@@ -229,7 +234,7 @@ class Channel:
         """Write a dialplan function, e.g. ('PJSIP_HEADER(add,X-Foo)', 'bar'); False if it failed."""
         self._check()
         data = name_bytes(expr, "a function expression")
-        raw = value_bytes(value, f"value of {expr}")
+        raw = value_bytes(value, f"the value for {expr}")
         self._flush()
         return ast.lib().pyast_func_write(self._c(), data, raw) == 0
 
@@ -276,8 +281,8 @@ class Channel:
     def _take_pending(self) -> bytes:
         """The deferred assignments as b"name\\0value\\0...", now cleared."""
         pending = self._pending
-        self._pending = b""
-        return pending
+        self._pending = ""
+        return pending.encode("utf-8", "surrogateescape")   # cannot fail: checked when set
 
 
 class ChannelRef:
@@ -316,15 +321,15 @@ class ChannelRef:
         if value is None:
             res = ast.lib().pyast_ref_unsetvar(self._key, key)
         else:
-            batch = b"%b\0%b\0" % (key, value_bytes(value, f"value of {name}"))
+            batch = assignment(name, value).encode("utf-8", "surrogateescape")
             res = ast.lib().pyast_ref_setvars(self._key, batch, len(batch))
         if res == -2:
             raise self._gone()
 
     def set_vars(self, values: Mapping[str, Any]) -> None:
         """Set several variables in one call (None values are not allowed here)."""
-        batch = b"".join(b"%b\0%b\0" % (name_bytes(k), value_bytes(v, f"value of {k}"))
-                         for k, v in values.items())
+        batch = "".join(assignment(k, v) for k, v in values.items()).encode(
+            "utf-8", "surrogateescape")
         if batch and ast.lib().pyast_ref_setvars(self._key, batch, len(batch)) == -2:
             raise self._gone()
 

@@ -60,3 +60,11 @@ def value_bytes(value: Any, what: str = "a value") -> bytes:
             raise ValueError(f"{what}: {NUL_MESSAGE}")
         return data
     raise TypeError(f"{what} must be str, bytes, int, float or bool, not {type(value).__name__}")
+
+
+def assignment(name: Any, value: Any) -> str:
+    """The deferred assignment "name\0value\0" of a checked name and value (not None), as a
+    str that encodes (UTF-8, surrogateescape) to exactly the bytes Asterisk gets."""
+    key = name_bytes(name).decode("utf-8", "surrogateescape")
+    data = value_bytes(value, f"the value of {key}").decode("utf-8", "surrogateescape")
+    return f"{key}\0{data}\0"

@@ -333,3 +333,18 @@ def test_px_log_refuses_any_other_level(level, monkeypatch):
 def test_hangupcause_key_is_the_name_cut_to_79_bytes_as_asterisk_files_it(name, key):
     assert px.hangupcause_key(name) == key
     assert len(px.hangupcause_key(name).encode("utf-8", "surrogateescape")) <= 79
+
+
+@pytest.mark.parametrize("how", ["copy", "deepcopy", "pickle"])
+def test_a_channel_cannot_be_copied_out_of_its_call(how):
+    import copy
+    import pickle
+    seen = []
+
+    def handler(chan):
+        try:
+            {"copy": copy.copy, "deepcopy": copy.deepcopy, "pickle": pickle.dumps}[how](chan)
+        except TypeError as exc:
+            seen.append(exc)
+    _runtime._app_entry(app(handler))(1, 2)
+    assert len(seen) == 1 and "cannot be copied" in str(seen[0])
