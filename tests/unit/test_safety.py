@@ -348,3 +348,10 @@ def test_a_channel_cannot_be_copied_out_of_its_call(how):
             seen.append(exc)
     _runtime._app_entry(app(handler))(1, 2)
     assert len(seen) == 1 and "cannot be copied" in str(seen[0])
+
+
+@pytest.mark.parametrize("level", [-1, True, "3", None])
+def test_px_verbose_refuses_a_level_that_is_not_an_int_from_0(level, monkeypatch):
+    monkeypatch.setattr(ast, "_lib", object())
+    with pytest.raises(ValueError, match="invalid verbose level"):
+        px.verbose("x", level)
