@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import re
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,10 @@ exten => during,1,Answer()
 exten => after,1,Answer()
  same => n,PyThreadAfter()
  same => n,Verbose(0,RESULT AFTER STARTED)
+ same => n,Hangup()
+exten => refhangup,1,Answer()
+ same => n,PyRefHangup()
+ same => n,Verbose(0,RESULT NOT HUNG UP)
  same => n,Hangup()
 exten => _raise-.,1,Answer()
  same => n,PyRaise(${{EXTEN:6}})
@@ -170,6 +175,14 @@ def test_a_thread_using_the_channel_and_a_channel_ref_after_the_call_gets_channe
     assert len(uses.split(",")) == 13 + 5
     assert is_hungup == "True"
     assert re.fullmatch(r"<Channel Local/after@default-\w+;2 \(gone: its call ended\)>", rep)
+    assert_node_healthy(ast)
+
+
+def test_a_channel_ref_hangs_the_call_up_from_another_thread(misuse):
+    ast = misuse()
+    started = time.monotonic()
+    assert run(ast, "refhangup") == "RESULT HANGUP BEFORE= ERR="     # no Python error either
+    assert time.monotonic() - started < 5                           # not after Wait(10)
     assert_node_healthy(ast)
 
 

@@ -86,6 +86,14 @@ def py_thread_after(chan):
     threading.Thread(target=work, daemon=True).start()
 
 
+@px.application("PyRefHangup", synopsis="Waits 10 s while a thread hangs the call up through a "
+                "ChannelRef after 0.3 s")
+def py_ref_hangup(chan):
+    ref = chan.ref()
+    threading.Timer(0.3, ref.hangup).start()
+    return chan.exec_app("Wait", "10")
+
+
 # ---- exceptions ----
 
 class CustomBase(BaseException):
