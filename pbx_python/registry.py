@@ -5,6 +5,7 @@ module declares; pbx_python._runtime registers the names with Asterisk and dispa
 """
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -117,9 +118,16 @@ def _target() -> Registry:
         return _collecting
 
 
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _check_name(name: str) -> None:
-    if not name or not all(c.isalnum() or c in "_-" for c in name):
-        raise ValueError(f"invalid dialplan name {name!r}: use letters, digits, '_' and '-'")
+    """Application and function names: ASCII letters, digits, '_' and '-' (Asterisk compares
+    application names case-insensitively in ASCII only; other letters would never match)."""
+    if not isinstance(name, str):
+        raise TypeError(f"a dialplan name must be a str, not {type(name).__name__}")
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"invalid dialplan name {name!r}: use ASCII letters, digits, '_' and '-'")
 
 
 def application(name: str, *, synopsis: str = "", syntax: str = "", arguments: str = "",
