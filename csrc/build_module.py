@@ -36,22 +36,6 @@ struct pyast_call {
     char **argv;
 };
 
-struct pyast_chaninfo {
-    char name[...];
-    char uniqueid[...];
-    char linkedid[...];
-    char context[...];
-    char exten[...];
-    int priority;
-    char tech[...];
-    char language[...];
-    char accountcode[...];
-    char caller_num[...];
-    char caller_name[...];
-    int state;
-    ...;
-};
-
 struct pyast_conf_item {
     const char *category;
     const char *name;
@@ -73,7 +57,7 @@ int pyast_register_function(const char *name, const char *synopsis, const char *
 int pyast_register_cli(const char *command, const char *summary, const char *usage);
 void pyast_log(int level, const char *file, int line, const char *func, const char *msg);
 void pyast_verbose(int level, const char *file, int line, const char *func, const char *msg);
-int pyast_chan_info(struct ast_channel *chan, struct pyast_chaninfo *info);
+ssize_t pyast_chan_info(struct ast_channel *chan, const char **out);
 ssize_t pyast_getvar(struct ast_channel *chan, const char *name, const char **out);
 int pyast_setvars(struct ast_channel *chan, const char *sets, size_t len);
 int pyast_unsetvar(struct ast_channel *chan, const char *name);
@@ -82,6 +66,13 @@ int pyast_func_write(struct ast_channel *chan, const char *expr, const char *val
 ssize_t pyast_substitute(struct ast_channel *chan, const char *templ, const char **out);
 int pyast_exec(struct ast_channel *chan, const char *app, const char *data);
 int pyast_check_hangup(struct ast_channel *chan);
+ssize_t pyast_ref_getvar(const char *id, const char *name, const char **out);
+int pyast_ref_setvars(const char *id, const char *sets, size_t len);
+int pyast_ref_unsetvar(const char *id, const char *name);
+ssize_t pyast_ref_func_read(const char *id, const char *expr, const char **out);
+ssize_t pyast_ref_substitute(const char *id, const char *templ, const char **out);
+int pyast_ref_alive(const char *id);
+int pyast_ref_hangup(const char *id);
 int pyast_add_extension(const char *context, const char *exten, int priority,
                         const char *app, const char *data);
 void pyast_manager_event(const char *event, const char *body);

@@ -70,22 +70,6 @@ struct pyast_call {
 	char **argv;
 };
 
-/*! A snapshot of a channel's identity, copied under the channel lock in one call. */
-struct pyast_chaninfo {
-	char name[AST_CHANNEL_NAME];
-	char uniqueid[AST_MAX_UNIQUEID];
-	char linkedid[AST_MAX_UNIQUEID];
-	char context[AST_MAX_CONTEXT];
-	char exten[AST_MAX_EXTENSION];
-	int priority;
-	char tech[32];
-	char language[40];
-	char accountcode[80];
-	char caller_num[128];
-	char caller_name[128];
-	int state;
-};
-
 /*! One "key = value" line of pbx_python.conf, in file order. */
 struct pyast_conf_item {
 	const char *category;
@@ -142,7 +126,10 @@ static const char *const kind_names[3] = { "Application", "Function", "Function"
 
 /* ---- helpers ---- */
 
-/*! Apply variable assignments given as "name\0value\0" pairs back to back, \a len bytes. */
+/*!
+ * Apply variable assignments given as "name\0value\0" pairs back to back, \a len bytes.
+ * Python refuses empty names; one that gets here anyway is skipped.
+ */
 static void apply_sets(struct ast_channel *chan, const char *sets, size_t len)
 {
 	const char *end = sets + len, *name, *value;
@@ -154,7 +141,9 @@ static void apply_sets(struct ast_channel *chan, const char *sets, size_t len)
 			break; /* malformed: a name without a value */
 		}
 		sets = value + strlen(value) + 1;
-		pbx_builtin_setvar_helper(chan, name, value);
+		if (!ast_strlen_zero(name)) {
+			pbx_builtin_setvar_helper(chan, name, value);
+		}
 	}
 }
 
@@ -204,7 +193,7 @@ static PyGILState_STATE python_enter(void)
 /*! Log the pending Python exception, with its traceback, to the Asterisk log. GIL held. */
 static void log_python_exception(const char *what)
 {
-	PyObject *type, *value, *tb, *tbmod, *lines = NULL, *text = NULL, *empty;
+	PyObject *type, *value, *tb, *tbmod, *lines = NULL, *text = NULL, *empty, *utf8;
 
 	PyErr_Fetch(&type, &value, &tb);
 	PyErr_NormalizeException(&type, &value, &tb);
@@ -217,7 +206,10 @@ static void log_python_exception(const char *what)
 		text = PyUnicode_Join(empty, lines);
 		Py_DECREF(empty);
 	}
-	ast_log(LOG_ERROR, "%s:\n%s", what, text ? PyUnicode_AsUTF8(text) : "(no traceback)\n");
+	/* backslashreplace: a message may hold lone surrogates, which UTF-8 cannot encode */
+	utf8 = text ? PyUnicode_AsEncodedString(text, "utf-8", "backslashreplace") : NULL;
+	ast_log(LOG_ERROR, "%s:\n%s", what, utf8 ? PyBytes_AS_STRING(utf8) : "(no traceback)\n");
+	Py_XDECREF(utf8);
 	Py_XDECREF(text);
 	Py_XDECREF(lines);
 	Py_XDECREF(tbmod);
@@ -537,52 +529,73 @@ static int pyast_register_cli(const char *command, const char *summary, const ch
 	return res;
 }
 
+/*!
+ * \brief Log one entry. Python maps its levels to these four; anything else (which Python never
+ * passes) is logged at ERROR rather than used as an index into the logger's level tables.
+ */
 static void pyast_log(int level, const char *file, int line, const char *func, const char *msg)
 {
-	if (level == __LOG_DEBUG && !DEBUG_ATLEAST(1)) {
-		return;
+	switch (level) {
+	case __LOG_DEBUG:
+		if (!DEBUG_ATLEAST(1)) {
+			return;
+		}
+		/* fall through */
+	case __LOG_NOTICE:
+	case __LOG_WARNING:
+	case __LOG_ERROR:
+		ast_log(level, file, line, func, "%s\n", msg);
+		break;
+	default:
+		ast_log(__LOG_ERROR, file, line, func, "(invalid log level %d) %s\n", level, msg);
 	}
-	ast_log(level, file, line, func, "%s\n", msg);
 }
 
 static void pyast_verbose(int level, const char *file, int line, const char *func, const char *msg)
 {
+	if (level < 0) {
+		level = 0;
+	}
 	if (VERBOSITY_ATLEAST(level)) {
 		__ast_verbose(file, line, func, level, "%s\n", msg);
 	}
 }
 
-/*! \brief Copy the channel's identity under its lock. */
-static int pyast_chan_info(struct ast_channel *chan, struct pyast_chaninfo *info)
+/*!
+ * \brief Copy the channel's identity under its lock, every field whole, into the per-thread
+ * result buffer as "name\0uniqueid\0linkedid\0context\0exten\0priority\0tech\0language\0
+ * accountcode\0caller_num\0caller_name\0" (the order of channel.py's _FIELDS).
+ * \return its length, with *out pointing to it (valid until the next call on this thread);
+ *         -1 without a channel or memory.
+ */
+static ssize_t pyast_chan_info(struct ast_channel *chan, const char **out)
 {
+	struct ast_str *buf = ast_str_thread_get(&pyast_result_buf, 256);
 	const struct ast_channel_tech *tech;
 	struct ast_party_caller *caller;
+	int res;
 
-	memset(info, 0, sizeof(*info));
-	if (!chan) {
+	*out = "";
+	if (!chan || !buf) {
 		return -1;
 	}
 	ast_channel_lock(chan);
-	ast_copy_string(info->name, ast_channel_name(chan), sizeof(info->name));
-	ast_copy_string(info->uniqueid, ast_channel_uniqueid(chan), sizeof(info->uniqueid));
-	ast_copy_string(info->linkedid, ast_channel_linkedid(chan), sizeof(info->linkedid));
-	ast_copy_string(info->context, ast_channel_context(chan), sizeof(info->context));
-	ast_copy_string(info->exten, ast_channel_exten(chan), sizeof(info->exten));
-	info->priority = ast_channel_priority(chan);
 	tech = ast_channel_tech(chan);
-	ast_copy_string(info->tech, tech && tech->type ? tech->type : "", sizeof(info->tech));
-	ast_copy_string(info->language, ast_channel_language(chan), sizeof(info->language));
-	ast_copy_string(info->accountcode, ast_channel_accountcode(chan), sizeof(info->accountcode));
 	caller = ast_channel_caller(chan);
-	if (caller->id.number.valid && caller->id.number.str) {
-		ast_copy_string(info->caller_num, caller->id.number.str, sizeof(info->caller_num));
-	}
-	if (caller->id.name.valid && caller->id.name.str) {
-		ast_copy_string(info->caller_name, caller->id.name.str, sizeof(info->caller_name));
-	}
-	info->state = ast_channel_state(chan);
+	/* %c with '\0' writes the separators: ast_str counts them (vsnprintf's length) */
+	res = ast_str_set(&buf, 0, "%s%c%s%c%s%c%s%c%s%c%d%c%s%c%s%c%s%c%s%c%s%c",
+		ast_channel_name(chan), 0, ast_channel_uniqueid(chan), 0, ast_channel_linkedid(chan), 0,
+		ast_channel_context(chan), 0, ast_channel_exten(chan), 0, ast_channel_priority(chan), 0,
+		tech && tech->type ? tech->type : "", 0, ast_channel_language(chan), 0,
+		ast_channel_accountcode(chan), 0,
+		caller->id.number.valid ? S_OR(caller->id.number.str, "") : "", 0,
+		caller->id.name.valid ? S_OR(caller->id.name.str, "") : "", 0);
 	ast_channel_unlock(chan);
-	return 0;
+	if (res < 0) {
+		return -1;
+	}
+	*out = ast_str_buffer(buf);
+	return ast_str_strlen(buf);
 }
 
 /*!
@@ -711,6 +724,123 @@ static int pyast_add_extension(const char *context, const char *exten, int prior
 static int pyast_check_hangup(struct ast_channel *chan)
 {
 	return ast_check_hangup_locked(chan);
+}
+
+/* ---- ChannelRef: a channel found by uniqueid or name on each call, from any thread ---- */
+
+#define PYAST_GONE -2 /*!< no such channel, or it has hung up */
+
+/*!
+ * Find a channel that is up by uniqueid or name, as AMI's Getvar and Setvar do.
+ * \return a reference (ast_channel_unref it), NULL when there is none or it has hung up.
+ */
+static struct ast_channel *ref_find(const char *id)
+{
+	struct ast_channel *chan;
+
+	if (ast_strlen_zero(id) || !(chan = ast_channel_get_by_name(id))) {
+		return NULL;
+	}
+	if (ast_check_hangup_locked(chan)) {
+		return ast_channel_unref(chan);
+	}
+	return chan;
+}
+
+/*! \brief pyast_getvar() on the channel \a id; \retval PYAST_GONE no such channel up. */
+static ssize_t pyast_ref_getvar(const char *id, const char *name, const char **out)
+{
+	struct ast_channel *chan = ref_find(id);
+	ssize_t res;
+
+	*out = "";
+	if (!chan) {
+		return PYAST_GONE;
+	}
+	res = pyast_getvar(chan, name, out);
+	ast_channel_unref(chan);
+	return res;
+}
+
+/*! \brief Apply "name\0value\0" pairs on the channel \a id now; \retval PYAST_GONE */
+static int pyast_ref_setvars(const char *id, const char *sets, size_t len)
+{
+	struct ast_channel *chan = ref_find(id);
+
+	if (!chan) {
+		return PYAST_GONE;
+	}
+	apply_sets(chan, sets, len);
+	ast_channel_unref(chan);
+	return 0;
+}
+
+/*! \brief Delete a variable of the channel \a id; \retval PYAST_GONE */
+static int pyast_ref_unsetvar(const char *id, const char *name)
+{
+	struct ast_channel *chan = ref_find(id);
+
+	if (!chan) {
+		return PYAST_GONE;
+	}
+	pbx_builtin_setvar_helper(chan, name, NULL);
+	ast_channel_unref(chan);
+	return 0;
+}
+
+/*! \brief pyast_func_read() on the channel \a id; \retval PYAST_GONE */
+static ssize_t pyast_ref_func_read(const char *id, const char *expr, const char **out)
+{
+	struct ast_channel *chan = ref_find(id);
+	ssize_t res;
+
+	*out = "";
+	if (!chan) {
+		return PYAST_GONE;
+	}
+	res = pyast_func_read(chan, expr, out);
+	ast_channel_unref(chan);
+	return res;
+}
+
+/*! \brief pyast_substitute() on the channel \a id; \retval PYAST_GONE */
+static ssize_t pyast_ref_substitute(const char *id, const char *templ, const char **out)
+{
+	struct ast_channel *chan = ref_find(id);
+	ssize_t res;
+
+	*out = "";
+	if (!chan) {
+		return PYAST_GONE;
+	}
+	res = pyast_substitute(chan, templ, out);
+	ast_channel_unref(chan);
+	return res;
+}
+
+/*! \brief 1 when the channel \a id exists and has not hung up, else 0. */
+static int pyast_ref_alive(const char *id)
+{
+	struct ast_channel *chan = ref_find(id);
+
+	if (!chan) {
+		return 0;
+	}
+	ast_channel_unref(chan);
+	return 1;
+}
+
+/*! \brief Soft hangup of the channel \a id, as AMI's Hangup action; \retval PYAST_GONE */
+static int pyast_ref_hangup(const char *id)
+{
+	struct ast_channel *chan = ref_find(id);
+
+	if (!chan) {
+		return PYAST_GONE;
+	}
+	ast_softhangup(chan, AST_SOFTHANGUP_EXPLICIT);
+	ast_channel_unref(chan);
+	return 0;
 }
 
 /*! \brief How many Asterisk threads hold a Python thread state (for 'python show status'). */

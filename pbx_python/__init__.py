@@ -12,10 +12,12 @@
 """
 from __future__ import annotations
 
-from .asterisk import NotInAsterisk, log, manager_event, verbose, verbosity
-from .channel import ApplicationNotFound, Channel
+from .asterisk import (LOG_DEBUG, LOG_ERROR, LOG_NOTICE, LOG_WARNING, NotInAsterisk, log,
+                       manager_event, verbose, verbosity)
+from .channel import (ApplicationNotFound, Channel, ChannelGone, ChannelRef, ChannelThreadError,
+                      hangupcause_key)
 from .config import Config, ConfigError
-from .registry import application, cli_command, function, on_load
+from .registry import application, cli_command, function, on_load, on_unload
 from ._runtime import DialplanError, ShowUsage
 
 __version__ = "0.1.0"
@@ -28,7 +30,9 @@ def config() -> Config:
 
 
 __all__ = [
-    "ApplicationNotFound", "Channel", "DialplanError", "Config", "ConfigError", "NotInAsterisk", "ShowUsage",
-    "application", "cli_command", "config", "function", "log", "manager_event", "on_load",
-    "verbose", "verbosity",
+    "ApplicationNotFound", "Channel", "ChannelGone", "ChannelRef", "ChannelThreadError",
+    "DialplanError", "Config", "ConfigError", "NotInAsterisk", "ShowUsage",
+    "LOG_DEBUG", "LOG_ERROR", "LOG_NOTICE", "LOG_WARNING",
+    "application", "cli_command", "config", "function", "hangupcause_key", "log", "manager_event",
+    "on_load", "on_unload", "verbose", "verbosity",
 ]

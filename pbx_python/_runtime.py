@@ -17,6 +17,7 @@ from . import asterisk as ast
 from . import config as config_mod
 from . import loader, logbridge
 from .channel import Channel
+from .values import NUL_MESSAGE, value_bytes
 from .registry import AppSpec, CliSpec, FuncSpec, Registry, Stats
 
 
@@ -61,23 +62,95 @@ def _stats(name: str) -> Stats:
     return st
 
 
+# PYTHON_ERROR holds at most this many characters; a longer summary is cut and ends with
+# PYTHON_ERROR_CUT. The log keeps the whole traceback up to LOG_TEXT_MAX bytes (Asterisk's own
+# logger cuts an entry at 8 kB): a longer one keeps its beginning and its end, with a marker.
+PYTHON_ERROR_MAX = 1024
+PYTHON_ERROR_CUT = " [...]"
+LOG_TEXT_MAX = 7000
+
+
+def _safe(fn: Callable[[], str], fallback: str) -> str:
+    """fn() or, if it raises anything at all (a user's __str__ may), fallback."""
+    try:
+        text = fn()
+        return text if isinstance(text, str) else fallback
+    except BaseException:  # noqa: BLE001 - formatting an error must never fail
+        return fallback
+
+
+def _type_name(exc_type: Any) -> str:
+    return _safe(lambda: str(exc_type.__name__), "BaseException")
+
+
+def sanitize(text: str, limit: Optional[int] = None) -> str:
+    """Text any C string can hold as valid UTF-8: NUL shown as \\0, lone surrogates (anywhere in
+    U+D800-U+DFFF) as \\udXXX escapes; cut to `limit` characters, marked, when longer."""
+    text = text.replace("\0", "\\0").encode("utf-8", "backslashreplace").decode("utf-8")
+    if limit is not None and len(text) > limit:
+        text = text[:limit - len(PYTHON_ERROR_CUT)] + PYTHON_ERROR_CUT
+    return text
+
+
+def _clip_log(text: str) -> str:
+    data = text.encode("utf-8")
+    if len(data) <= LOG_TEXT_MAX:
+        return text
+    half = LOG_TEXT_MAX // 2
+    return (data[:half].decode("utf-8", "ignore")
+            + f"\n[... {len(data) - 2 * half} bytes of this traceback left out ...]\n"
+            + data[-half:].decode("utf-8", "ignore"))
+
+
+def describe_exception(exc_type: Any, exc: Any, tb: Any) -> tuple[str, str]:
+    """(the traceback for the log, the one-line summary "Type: message") of any exception,
+    whatever its __str__ or __repr__ do; both sanitized."""
+    name = _type_name(exc_type)
+    summary = _safe(lambda: "".join(traceback.format_exception_only(exc_type, exc)).strip(),
+                    f"{name}: <the exception's message could not be formatted>")
+    text = _safe(lambda: "".join(traceback.format_exception(exc_type, exc, tb)).rstrip(), "")
+    if not text:
+        frames = _safe(lambda: "".join(traceback.format_tb(tb)), "")
+        text = f"Traceback (most recent call last):\n{frames}{summary}"
+    return _clip_log(sanitize(text)), sanitize(summary, PYTHON_ERROR_MAX)
+
+
 def _log_exception(kind: str, name: str, chan: Optional[Channel]) -> str:
+    """Log the exception being handled; return the summary for PYTHON_ERROR. Never raises."""
     exc_type, exc, tb = sys.exc_info()
-    if isinstance(exc, DialplanError):
-        ast.log(ast.LOG_WARNING, f"{name}: {exc}")
-        return f"{exc_type.__name__}: {exc}"
-    text = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip()
-    where = ""
-    if chan is not None:
+    if isinstance(exc, DialplanError):   # bad dialplan input: its message only
+        message = sanitize(_safe(lambda: str(exc), "<unprintable message>"))
+        ast.log(ast.LOG_WARNING, f"{name}: {message}")
+        return sanitize(f"{_type_name(exc_type)}: {message}", PYTHON_ERROR_MAX)
+    text, summary = describe_exception(exc_type, exc, tb)
+    try:
+        where = ""
+        if chan is not None:
+            where = _safe(lambda: f" on {chan.name}", "")
         try:
-            where = f" on {chan.name}"
-        except Exception:  # noqa: BLE001
-            pass
-    frame = traceback.extract_tb(tb)[-1] if tb else None
-    ast.log(ast.LOG_ERROR, f"Python {kind} {name}{where} raised an exception:\n{text}",
-            frame.filename if frame else "python", frame.lineno if frame else 0,
-            frame.name if frame else "")
-    return "".join(traceback.format_exception_only(exc_type, exc)).strip()
+            frame = traceback.extract_tb(tb)[-1] if tb else None
+        except BaseException:  # noqa: BLE001
+            frame = None
+        ast.log(ast.LOG_ERROR, f"Python {kind} {name}{where} raised an exception:\n{text}",
+                frame.filename if frame else "python", (frame.lineno or 0) if frame else 0,
+                frame.name if frame else "")
+    except BaseException:  # noqa: BLE001 - last resort: the entry must still return its result
+        ast.log(ast.LOG_ERROR, f"Python {kind} {name} raised {summary} (the traceback could not "
+                "be logged)")
+    return summary
+
+
+def _failed(kind: str, name: str, chan: Optional[Channel]) -> None:
+    """Log the exception being handled and set PYTHON_ERROR on the channel, if any (after the
+    assignments the code made before it raised, which are applied too)."""
+    summary = _log_exception(kind, name, chan)
+    if chan is not None:
+        chan._pending += f"PYTHON_ERROR\0{summary}\0"    # sanitized: no NUL, no surrogate
+
+
+def _safe_repr(value: Any) -> str:
+    text = _safe(lambda: repr(value), f"<{_type_name(type(value))} object>")
+    return sanitize(text, 200)
 
 
 # ---- the hot path: entries the C trampolines call ----
@@ -88,11 +161,51 @@ def _log_exception(kind: str, name: str, chan: Optional[Channel]) -> str:
 # when the Python code left variable assignments for C to apply, (result, b"name\0value\0...").
 # The C side looks entries up by name in these dicts (application names in lower case), which
 # each load updates in place: a channel running an entry while a reload happens finishes with it.
+#
+# Every entry catches BaseException from the user's code (SystemExit, KeyboardInterrupt, ... are
+# a bug of one call, not a reason to stop Asterisk), and ends its Channel in a finally: nothing
+# can use the channel's address after the entry returned.
 
 Entry = Callable[..., Any]
 APP_ENTRIES: dict[str, Entry] = {}
 FUNC_READ_ENTRIES: dict[str, Entry] = {}
 FUNC_WRITE_ENTRIES: dict[str, Entry] = {}
+
+INT_MIN, INT_MAX = -2**31, 2**31 - 1
+
+
+def app_result(res: Any, name: str) -> int:
+    """An application's return value as Asterisk's int result (README: "Values")."""
+    if res is None:
+        return 0
+    if isinstance(res, int) and not isinstance(res, bool):
+        if INT_MIN <= res <= INT_MAX:
+            return int(res)
+        raise ValueError(f"application {name} returned {res}, outside the range of a C int; "
+                         "expected None or 0 (continue), -1 (hang up)")
+    raise TypeError(f"application {name} returned {_safe_repr(res)}; expected None or 0 "
+                    "(continue), -1 (hang up)")
+
+
+def read_result(value: Any, name: str) -> bytes:
+    """A function's return value as the bytes of the value it reads (README: "Values")."""
+    if type(value) is str and "\0" not in value:
+        try:
+            return value.encode("utf-8", "surrogateescape")   # the common case
+        except UnicodeEncodeError:
+            pass                                               # value_bytes says why
+    if value is None:
+        return b""
+    try:
+        return value_bytes(value, f"the value of function {name}")
+    except TypeError:
+        raise TypeError(f"function {name} returned {_safe_repr(value)}: a function returns str, "
+                        "bytes, int, float, bool or None") from None
+    except ValueError as exc:
+        if NUL_MESSAGE in str(exc):
+            raise ValueError(f"function {name} returned a value with a NUL character, which "
+                             "Asterisk cannot hold") from None
+        raise
 
 
 def _app_entry(spec: AppSpec) -> Entry:
@@ -102,19 +215,21 @@ def _app_entry(spec: AppSpec) -> Entry:
         chan = Channel(chan_addr, call)
         stats.calls += 1
         try:
-            res = handler(chan, *args)
-            if res is None:
-                res = 0
-            elif type(res) is not int:
-                raise TypeError(f"application {name} returned {res!r}; expected None, 0 or -1")
-        except Exception:  # noqa: BLE001 - mapped to a defined result below
-            stats.errors += 1
-            summary = _log_exception("application", name, chan)
-            chan.set_var("PYTHON_ERROR", summary)
-            res = -1 if state.config.on_exception == "hangup" else 0
-        if chan._pending:
-            return res, chan._take_pending()
-        return res
+            try:
+                res = handler(chan, *args)
+                if res is None:
+                    res = 0
+                elif type(res) is not int or not INT_MIN <= res <= INT_MAX:
+                    res = app_result(res, name)
+            except BaseException:  # noqa: BLE001 - mapped to a defined result below
+                stats.errors += 1
+                _failed("application", name, chan)
+                res = -1 if state.config.on_exception == "hangup" else 0
+            if chan._pending:
+                return res, chan._take_pending()
+            return res
+        finally:
+            chan._gone = True     # nothing may use the channel's address any more
 
     return entry
 
@@ -142,24 +257,18 @@ def _func_read_entry(spec: FuncSpec) -> Entry:
         chan = Channel(chan_addr, call) if chan_addr is not None else None
         stats.calls += 1
         try:
-            value = reader(chan, *args)
-            if isinstance(value, bytes):
-                data: Optional[bytes] = value
-                if 0 in value:
-                    raise ValueError(f"function {name} returned a value with a NUL character")
-            else:
-                if type(value) is not str:
-                    value = "" if value is None else str(value)
-                if "\0" in value:
-                    raise ValueError(f"function {name} returned a value with a NUL character")
-                data = value.encode("utf-8", "surrogateescape")
-        except Exception:  # noqa: BLE001 - the read fails with a log line
-            stats.errors += 1
-            _log_exception("function", name, chan)
-            data = None
-        if chan is not None and chan._pending:
-            return data, chan._take_pending()
-        return data
+            try:
+                data: Optional[bytes] = read_result(reader(chan, *args), name)
+            except BaseException:  # noqa: BLE001 - the read fails with a log line
+                stats.errors += 1
+                _failed("function", name, chan)
+                data = None
+            if chan is not None and chan._pending:
+                return data, chan._take_pending()
+            return data
+        finally:
+            if chan is not None:
+                chan._gone = True
 
     return entry
 
@@ -172,15 +281,19 @@ def _func_write_entry(spec: FuncSpec) -> Entry:
         chan = Channel(chan_addr, call) if chan_addr is not None else None
         stats.calls += 1
         try:
-            writer(chan, value, *args)
-            res = 0
-        except Exception:  # noqa: BLE001
-            stats.errors += 1
-            _log_exception("function write", name, chan)
-            res = -1
-        if chan is not None and chan._pending:
-            return res, chan._take_pending()
-        return res
+            try:
+                writer(chan, value, *args)
+                res = 0
+            except BaseException:  # noqa: BLE001
+                stats.errors += 1
+                _failed("function write", name, chan)
+                res = -1
+            if chan is not None and chan._pending:
+                return res, chan._take_pending()
+            return res
+        finally:
+            if chan is not None:
+                chan._gone = True
 
     return entry
 
@@ -217,21 +330,26 @@ def _update_entries(registry: Registry) -> None:
 # ---- CLI ----
 
 def on_cli(command: Any, argc: int, argv: Any, out: Any) -> int:
-    cmd = _ffi.string(command).decode()
+    cmd = _ffi.string(command).decode("utf-8", "surrogateescape")
     spec: Optional[CliSpec] = state.builtin.clis.get(cmd) or state.registry.clis.get(cmd)
     if spec is None:
         text, res = f"'{cmd}' is no longer provided by any Python module\n", 2
     else:
         args = [_ffi.string(argv[i]).decode("utf-8", "surrogateescape") for i in range(argc)]
         try:
-            text, res = spec.handler(args) or "", 0
+            text, res = spec.handler(args), 0
+            if text is None:
+                text = ""
+            elif not isinstance(text, str):
+                raise TypeError(f"CLI command handler returned {_safe_repr(text)}; expected a str "
+                                "or None")
         except ShowUsage:
             text, res = "", 1
-        except Exception:  # noqa: BLE001
+        except BaseException:  # noqa: BLE001 - a CLI command's bug must not reach Asterisk
             _log_exception("CLI command", cmd, None)
             text, res = "Error: the command failed; see the Asterisk log\n", 2
     if text:
-        buf = _ffi.from_buffer(ast.encode(text if text.endswith("\n") else text + "\n") + b"\0")
+        buf = _ffi.from_buffer(ast.output(text if text.endswith("\n") else text + "\n") + b"\0")
         out.text = buf
         _tls.keep = [buf]
     return res
@@ -264,6 +382,7 @@ def _load(triples: list[tuple[str, str, str]], reload: bool) -> int:
     for failure in result.failures():
         ast.log(ast.LOG_ERROR, f"Python module {failure.name} failed to {what}:\n"
                 f"{failure.traceback.rstrip()}")
+    _log_unload_errors(result.unload_errors)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     if reload and not result.ok:
         names = ", ".join(f.name for f in result.failures())
@@ -276,7 +395,9 @@ def _load(triples: list[tuple[str, str, str]], reload: bool) -> int:
     state.config = config
     _update_entries(result.registry)     # before registering: a new name has its entry at once
     _register_with_asterisk(result.registry)
-    state.registry = result.registry
+    previous, state.registry = state.registry, result.registry
+    if reload:   # the new code is in service: the old generation may stop what it started
+        _log_unload_errors(loader.run_unload_hooks(previous.unload_hooks, "reload"))
     state.modules = result.modules
     state.loaded_at = time.time()
     failed = len(result.failures())
@@ -309,7 +430,29 @@ def _register_with_asterisk(registry: Registry) -> None:
             ast.log(ast.LOG_ERROR, f"Cannot register CLI command '{cspec.command}'")
 
 
+#: How long Asterisk's shutdown waits for the on_unload hooks.
+SHUTDOWN_HOOK_TIMEOUT = 5.0
+
+
+def _log_unload_errors(errors: list[str]) -> None:
+    for text in errors:
+        ast.log(ast.LOG_ERROR, text.rstrip())
+
+
 def on_shutdown() -> None:
+    """Call the on_unload hooks (reason "shutdown"), bounded in time: a hook that hangs cannot
+    hold Asterisk's shutdown."""
+    hooks = state.registry.unload_hooks
+    if hooks:
+        errors: list[str] = []
+        worker = threading.Thread(target=lambda: errors.extend(
+            loader.run_unload_hooks(hooks, "shutdown")), name="pbx_python-unload", daemon=True)
+        worker.start()
+        worker.join(SHUTDOWN_HOOK_TIMEOUT)
+        if worker.is_alive():
+            ast.log(ast.LOG_WARNING, f"pbx_python: on_unload hooks still running after "
+                    f"{SHUTDOWN_HOOK_TIMEOUT:g} s; Asterisk's shutdown goes on without them")
+        _log_unload_errors(list(errors))
     ast.log(ast.LOG_NOTICE, "pbx_python: Asterisk is shutting down; Python stays initialised "
             "until the process exits")
 

@@ -6,6 +6,7 @@ which falls back to Python's own stderr.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any, Mapping, Optional
@@ -15,6 +16,14 @@ LOG_DEBUG = 0
 LOG_NOTICE = 2
 LOG_WARNING = 3
 LOG_ERROR = 4
+
+# What log() accepts: Python's logging levels, and the Asterisk levels above. Nothing else
+# reaches Asterisk's logger, which indexes its own tables with the level.
+LEVELS: dict[int, int] = {
+    logging.DEBUG: LOG_DEBUG, logging.INFO: LOG_NOTICE, logging.WARNING: LOG_WARNING,
+    logging.ERROR: LOG_ERROR, logging.CRITICAL: LOG_ERROR,
+    LOG_DEBUG: LOG_DEBUG, LOG_NOTICE: LOG_NOTICE, LOG_WARNING: LOG_WARNING, LOG_ERROR: LOG_ERROR,
+}
 
 _ffi: Any = None
 _lib: Any = None
@@ -57,21 +66,55 @@ def decode(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
+def printable(text: str) -> bytes:
+    """Any str as valid UTF-8 for a log line: NUL shown as \\0, surrogates as \\udcXX."""
+    return text.replace("\0", "\\0").encode("utf-8", "backslashreplace")
+
+
+def output(text: str) -> bytes:
+    """Any str as C string bytes for output (CLI): lossless where it can be (surrogate escapes
+    become their bytes again), NUL shown as \\0, other surrogates as \\udXXX escapes."""
+    text = text.replace("\0", "\\0")
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
+def log_level(level: Any) -> int:
+    """The Asterisk log level for a logging level (DEBUG, INFO->NOTICE, WARNING, ERROR,
+    CRITICAL->ERROR) or an Asterisk level (LOG_DEBUG, LOG_NOTICE, LOG_WARNING, LOG_ERROR)."""
+    mapped = LEVELS.get(level) if isinstance(level, int) and not isinstance(level, bool) else None
+    if mapped is None:
+        raise ValueError(f"invalid log level {level!r}: use logging.DEBUG, INFO, WARNING, ERROR or "
+                         "CRITICAL (or pbx_python.LOG_DEBUG, LOG_NOTICE, LOG_WARNING, LOG_ERROR)")
+    return mapped
+
+
 def log(level: int, message: str, file: str = "python", line: int = 0, func: str = "") -> None:
-    """Write one entry to the Asterisk logger (multi-line messages stay one entry)."""
+    """Write one entry to the Asterisk logger (multi-line messages stay one entry).
+
+    `level` is a `logging` level or an Asterisk level (see log_level); any other value
+    raises ValueError. NUL and surrogates in the texts are shown escaped.
+    """
+    level = log_level(level)
+    message = message if isinstance(message, str) else str(message)
     if _lib is None:
         print(f"[{level}] {message}", file=sys.__stderr__)
         return
-    _lib.pyast_log(level, encode(os.path.basename(file)), line, encode(func),
-                   message.replace("\0", "\\0").encode("utf-8", "surrogateescape"))
+    _lib.pyast_log(level, printable(os.path.basename(str(file))), int(line), printable(str(func)),
+                   printable(message))
 
 
 def verbose(message: str, level: int = 3, file: str = "python", line: int = 0, func: str = "") -> None:
-    """Asterisk verbose message, shown from `core set verbose <level>` up."""
+    """Asterisk verbose message, shown from `core set verbose <level>` up (level >= 0)."""
+    if not isinstance(level, int) or isinstance(level, bool) or level < 0:
+        raise ValueError(f"invalid verbose level {level!r}: use an int >= 0")
     if _lib is None or _lib.ast_verb_sys_level < level:
         return  # checked here: no C call when nobody would see it
-    _lib.pyast_verbose(level, encode(os.path.basename(file)), line, encode(func),
-                       message.replace("\0", "\\0").encode("utf-8", "surrogateescape"))
+    message = message if isinstance(message, str) else str(message)
+    _lib.pyast_verbose(level, printable(os.path.basename(str(file))), int(line),
+                       printable(str(func)), printable(message))
 
 
 def debug_enabled() -> bool:

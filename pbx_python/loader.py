@@ -4,6 +4,9 @@ A load imports every configured module again (after dropping it and its submodul
 sys.modules) while the decorators collect into a new Registry. On reload the result replaces the
 running code only if everything imported and every on_load hook passed; otherwise sys.modules is
 put back as it was and the old Registry stays in service.
+
+A generation of a module that is discarded (replaced by a reload, rolled back, failed to load, or
+shut down) has its on_unload hooks called with the reason, so that it can stop what it started.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 from .config import Config
-from .registry import Registry, collect_into
+from .registry import Registry, UnloadHook, collect_into
 
 
 @dataclass
@@ -29,6 +32,7 @@ class ModuleStatus:
 class LoadResult:
     registry: Registry
     modules: list[ModuleStatus] = field(default_factory=list)
+    unload_errors: list[str] = field(default_factory=list)   # tracebacks of on_unload hooks
 
     @property
     def ok(self) -> bool:
@@ -72,9 +76,11 @@ def load_modules(config: Config, *, all_or_nothing: bool) -> LoadResult:
                     if _owned(module, [name]):
                         hook(config)
                 result.modules.append(ModuleStatus(name, True))
-            except (Exception, SystemExit) as exc:  # user code may raise anything
+            except BaseException as exc:  # noqa: BLE001 - user code may raise anything
                 result.modules.append(ModuleStatus(name, False, _describe(exc),
                                                    traceback.format_exc()))
+                hooks = [(m, h) for m, h in result.registry.unload_hooks if _owned(m, [name])]
+                result.unload_errors += run_unload_hooks(hooks, "failed")
                 _forget(result.registry, name, before)
                 for key in [k for k in sys.modules if _owned(k, [name])]:
                     del sys.modules[key]
@@ -82,11 +88,28 @@ def load_modules(config: Config, *, all_or_nothing: bool) -> LoadResult:
         collect_into(previous)
 
     if all_or_nothing and not result.ok:
+        # the modules that did import are discarded too: undo what their on_load hooks started
+        result.unload_errors += run_unload_hooks(result.registry.unload_hooks, "rollback")
         for key in [k for k in sys.modules if _owned(k, roots)]:
             del sys.modules[key]
         sys.modules.update(saved)
         result.registry = Registry()
     return result
+
+
+def run_unload_hooks(hooks: list[tuple[str, UnloadHook]], reason: str) -> list[str]:
+    """Call each hook with `reason`, in reverse declaration order; return the failures' tracebacks.
+
+    A hook that raises (anything, BaseException included) does not stop the others.
+    """
+    errors = []
+    for module, hook in reversed(hooks):
+        try:
+            hook(reason)
+        except BaseException:  # noqa: BLE001 - user code; logged by the caller
+            errors.append(f"on_unload hook {module}.{getattr(hook, '__qualname__', hook)} "
+                          f"({reason}) raised:\n{traceback.format_exc()}")
+    return errors
 
 
 def _forget(registry: Registry, module: str, keep: set[str]) -> None:
@@ -96,3 +119,5 @@ def _forget(registry: Registry, module: str, keep: set[str]) -> None:
             if key not in keep:
                 del table[key]
     registry.load_hooks[:] = [(m, h) for m, h in registry.load_hooks if not _owned(m, [module])]
+    registry.unload_hooks[:] = [(m, h) for m, h in registry.unload_hooks
+                                if not _owned(m, [module])]

@@ -29,7 +29,7 @@ class AsteriskHandler(logging.Handler):
         try:
             ast.log(asterisk_level(record.levelno), self.format(record), record.pathname,
                     record.lineno, record.funcName or "")
-        except Exception:  # noqa: BLE001 - a log call must never raise into user code
+        except BaseException:  # noqa: BLE001 - a log call must never raise into user code
             self.handleError(record)
 
 

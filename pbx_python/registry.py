@@ -5,6 +5,7 @@ module declares; pbx_python._runtime registers the names with Asterisk and dispa
 """
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -14,6 +15,10 @@ ReadHandler = Callable[..., Any]
 WriteHandler = Callable[..., None]
 CliHandler = Callable[[list[str]], Optional[str]]
 LoadHook = Callable[[Any], None]
+UnloadHook = Callable[[str], None]
+
+#: Why a generation of a module is discarded: the reason its on_unload hooks are called with.
+UNLOAD_REASONS = ("reload", "rollback", "failed", "shutdown")
 
 
 @dataclass
@@ -75,6 +80,7 @@ class Registry:
     functions: dict[str, FuncSpec] = field(default_factory=dict)  # key: exact name
     clis: dict[str, CliSpec] = field(default_factory=dict)        # key: command
     load_hooks: list[tuple[str, LoadHook]] = field(default_factory=list)
+    unload_hooks: list[tuple[str, UnloadHook]] = field(default_factory=list)
 
     def add_app(self, spec: AppSpec) -> None:
         key = spec.name.lower()
@@ -112,9 +118,16 @@ def _target() -> Registry:
         return _collecting
 
 
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _check_name(name: str) -> None:
-    if not name or not all(c.isalnum() or c in "_-" for c in name):
-        raise ValueError(f"invalid dialplan name {name!r}: use letters, digits, '_' and '-'")
+    """Application and function names: ASCII letters, digits, '_' and '-' (Asterisk compares
+    application names case-insensitively in ASCII only; other letters would never match)."""
+    if not isinstance(name, str):
+        raise TypeError(f"a dialplan name must be a str, not {type(name).__name__}")
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"invalid dialplan name {name!r}: use ASCII letters, digits, '_' and '-'")
 
 
 def application(name: str, *, synopsis: str = "", syntax: str = "", arguments: str = "",
@@ -168,4 +181,17 @@ def on_load(fn: LoadHook) -> LoadHook:
     A hook that raises makes the load fail: on reload, the previous code stays in service.
     """
     _target().load_hooks.append((fn.__module__, fn))
+    return fn
+
+
+def on_unload(fn: UnloadHook) -> UnloadHook:
+    """Declare a hook called with a reason when this generation of its module is discarded.
+
+    Reasons: "reload" (a successful reload replaced it; called after the new code is in
+    service), "rollback" (a reload imported it but was rolled back because another module
+    failed), "failed" (this module failed to load), "shutdown" (Asterisk is stopping). Use it to
+    stop threads and close what `on_load` or the import opened. Hooks must be idempotent and
+    tolerate a partial load: an exception is logged and ignored.
+    """
+    _target().unload_hooks.append((fn.__module__, fn))
     return fn

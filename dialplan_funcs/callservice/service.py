@@ -374,7 +374,8 @@ def _dial(chan: px.Channel, step: routing.Step, exten: str, s: Settings, meta: c
         _pending.pop(token, None)
     reads = ["${DIALSTATUS}", "${RINGTIME}", "${PROGRESSTIME}"]
     if leg.channel and step.kind is routing.Kind.REMOTE:  # Local legs record no hangup cause
-        reads += [f"${{HANGUPCAUSE({leg.channel},ast)}}", f"${{HANGUPCAUSE({leg.channel},tech)}}"]
+        key = px.hangupcause_key(leg.channel)     # Asterisk's key: the name cut to 79 bytes
+        reads += [f"${{HANGUPCAUSE({key},ast)}}", f"${{HANGUPCAUSE({key},tech)}}"]
     values = chan.eval(SEP.join(reads)).split(SEP) + ["", ""]
     status, ring, prog, cause, tech = values[:5]
     return routing.classify_dial(status, cause or None, tech or None, progressed=bool(ring or prog))

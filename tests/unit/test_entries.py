@@ -66,7 +66,10 @@ def test_func_read_entry_without_a_channel_gives_none_as_chan():
 
 
 def test_func_read_entry_fails_on_a_nul_character(capfd):
-    assert _runtime._func_read_entry(func(lambda chan: "a\0b"))(1, 2) is None
+    data, batch = _runtime._func_read_entry(func(lambda chan: "a\0b"))(1, 2)
+    assert data is None
+    assert batch.startswith(b"PYTHON_ERROR\0ValueError: function PYTHING returned a value with a "
+                            b"NUL character")
     assert "NUL character" in capfd.readouterr().err
 
 

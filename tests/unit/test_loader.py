@@ -79,3 +79,70 @@ def test_the_same_application_declared_twice_fails_the_second_module(moddir):
     result = load_modules(Config(modules=["pxu_a", "pxu_b"]), all_or_nothing=False)
     assert "declared twice" in result.failures()[0].error
     assert result.registry.apps["twice"].module == "pxu_a"
+
+
+UNLOADED: list[tuple[str, str]] = []
+
+
+def write_with_unload(moddir, name, app, body=""):
+    write(moddir, name, app, extra=textwrap.dedent(f"""
+        import {__name__} as _t
+
+        @px.on_unload
+        def stop(reason):
+            _t.UNLOADED.append(("{name}", reason))
+        """) + body)
+
+
+@pytest.fixture
+def unloaded():
+    UNLOADED.clear()
+    yield UNLOADED
+    UNLOADED.clear()
+
+
+def test_a_rolled_back_reload_unloads_the_modules_that_did_import(moddir, unloaded):
+    write_with_unload(moddir, "pxu_good", "AppGood")
+    (moddir / "pxu_broken.py").write_text("raise RuntimeError('broken on purpose')\n")
+    result = load_modules(Config(modules=["pxu_good", "pxu_broken"]), all_or_nothing=True)
+    assert not result.ok
+    assert unloaded == [("pxu_good", "rollback")]
+
+
+def test_a_module_that_fails_to_load_is_unloaded_with_reason_failed(moddir, unloaded):
+    write_with_unload(moddir, "pxu_half", "AppHalf", body=textwrap.dedent("""
+        @px.on_load
+        def start(config):
+            raise ValueError("cannot start")
+        """))
+    result = load_modules(Config(modules=["pxu_half"]), all_or_nothing=False)
+    assert not result.ok
+    assert unloaded == [("pxu_half", "failed")]
+    assert result.registry.unload_hooks == []
+
+
+def test_an_unload_hook_that_raises_is_reported_and_the_others_still_run(moddir, unloaded):
+    write_with_unload(moddir, "pxu_first", "AppFirst", body=textwrap.dedent("""
+        @px.on_unload
+        def explode(reason):
+            raise SystemExit("hook bug")
+        """))
+    (moddir / "pxu_fails.py").write_text("raise RuntimeError('broken on purpose')\n")
+    result = load_modules(Config(modules=["pxu_first", "pxu_fails"]), all_or_nothing=True)
+    assert unloaded == [("pxu_first", "rollback")]
+    assert len(result.unload_errors) == 1 and "SystemExit: hook bug" in result.unload_errors[0]
+
+
+def test_a_successful_load_calls_no_unload_hook(moddir, unloaded):
+    write_with_unload(moddir, "pxu_fine", "AppFine")
+    result = load_modules(Config(modules=["pxu_fine"]), all_or_nothing=True)
+    assert result.ok and unloaded == []
+    assert [m for m, _ in result.registry.unload_hooks] == ["pxu_fine"]
+
+
+def test_a_base_exception_at_import_fails_only_that_module(moddir):
+    write(moddir, "pxu_alive", "AppAlive")
+    (moddir / "pxu_interrupt.py").write_text("raise KeyboardInterrupt('from a module')\n")
+    result = load_modules(Config(modules=["pxu_alive", "pxu_interrupt"]), all_or_nothing=False)
+    assert [f.name for f in result.failures()] == ["pxu_interrupt"]
+    assert list(result.registry.apps) == ["appalive"]
