@@ -367,7 +367,10 @@ def drain(cluster: StressCluster, timeout: float = 60) -> dict[str, int]:
     left: dict[str, int] = {}
     for node in cluster.running():
         while True:
-            chans = channel_counts(node)[0]
+            try:
+                chans = channel_counts(node)[0]
+            except Exception:  # noqa: BLE001 - died meanwhile: check_alive() reports it
+                chans = 0
             if chans == 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -499,7 +502,7 @@ def analyse(cluster: StressCluster, plan: Plan, seed: int, profile: str, res: Op
         for sign in CRASH_SIGNS:
             hits = text.count(sign) + out.count(sign)
             if hits:
-                signs[f"{n.label}: {sign!r}"] += hits
+                signs[f"{n.label}: {sign!r} in its log or output"] += hits
         if n.ast.crashed and not n.killed and not n.died:
             crashes.append(f"{n.label} ended rc={n.ast.returncode} when stopped")
         if n.stop_rc is not None and n.stop_rc < 0 and not n.ast.crashed:
@@ -508,7 +511,8 @@ def analyse(cluster: StressCluster, plan: Plan, seed: int, profile: str, res: Op
             crashes.append(f"{n.label}: core file {core}")
         internal[n.label] = text.count(INTERNAL_ERROR)
         warnings[n.label] = Counter(_norm(m.group(1), m.group(2)) for m in LEVEL_RE.finditer(text))
-    crashes += [f"crash sign {k} x{v}" for k, v in signs.items()]
+    crashes += [f"{k} x{v}" for k, v in signs.items()]
+    crashed_nodes = sorted({c.split()[0].rstrip(":") for c in crashes})   # each entry starts with it
 
     reload_ok = sum(1 for n in cluster.nodes for _ in re.finditer(r"pbx_python reload: ", texts[n.label]))
     reload_failed = sum(texts[n.label].count("pbx_python reload failed") for n in cluster.nodes)
@@ -533,7 +537,7 @@ def analyse(cluster: StressCluster, plan: Plan, seed: int, profile: str, res: Op
         "unverifiable_killed_node": len(unverifiable),
         "delivered_twice": len(dup), "delivered_twice_examples": dup[:5],
         "stray_rx": len(stray),
-        "crashes": crashes,
+        "crashes": crashes, "crashed_nodes": crashed_nodes,
         "internal_errors": {k: v for k, v in internal.items() if v},
         "leftover_channels": leftover,
         "reloads": {f"{k[0]}: {k[1]}": v for k, v in sorted(tl.reloads.items())},
@@ -557,7 +561,7 @@ def checks(r: dict[str, Any], allow_failed: int) -> list[tuple[str, str, bool]]:
     """Every pass criterion of a run: (criterion, what was measured, met)."""
     internal, left = sum(r["internal_errors"].values()), sum(r["leftover_channels"].values())
     return [
-        ("no crash", f"{len(r['crashes'])} crash(es)", not r["crashes"]),
+        ("no crash", f"{len(r['crashed_nodes'])} node(s) crashed", not r["crashes"]),
         ("calls were placed", f"{r['placed']} placed", r["placed"] > 0),
         (f"at most {allow_failed} failed call(s)", f"{r['failed']} failed", r["failed"] <= allow_failed),
         ("no parameter mismatch", f"{r['mismatched_calls']} call(s) with mismatches",
@@ -613,8 +617,8 @@ def print_report(r: dict[str, Any], why: list[str]) -> None:
             p(f"  e.g. call {d}")
     if r["delivered_twice"]:
         p(f"services run twice for one call: {r['delivered_twice']} (e.g. {r['delivered_twice_examples']})")
-    p(f"crashes: {len(r['crashes'])}" + "".join(f"\n  !! {c}" for c in r["crashes"]))
-    p(f"reloads: " + ", ".join(f"{k} x{v}" for k, v in r["reloads"].items())
+    p(f"crashes: {len(r['crashed_nodes'])} {r['crashed_nodes'] or ''}" + "".join(f"\n  !! {c}" for c in r["crashes"]))
+    p("reloads: " + ", ".join(f"{k} x{v}" for k, v in r["reloads"].items())
       + f"  (logged: {r['reloads_logged_ok']} ok, {r['reloads_logged_failed']} failed)")
     if r["internal_errors"]:
         p(f"pbx_python internal errors: {r['internal_errors']}")
@@ -676,7 +680,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--allow-failed", type=int, default=0, help="failed calls tolerated (default 0)")
     ap.add_argument("--doc", default=str(DOC), help="page to update ('' for none)")
     ap.add_argument("--keep", action="store_true", help="keep every node's directory")
+    ap.add_argument("--report-only", action="store_true",
+                    help="only rebuild --doc from bench/results/stress-*.json")
     args = ap.parse_args(argv)
+    if args.report_only:
+        import stress_report
+        for path in sorted(RESULTS.glob("stress-*.json")):
+            stress_report.update(Path(args.doc), json.loads(path.read_text()))
+            print(f"{args.doc}: section from {path}")
+        return 0
     base = PLANS["short" if args.short else "full"]
     plan = Plan(base.mode, rate=args.rate or base.rate, hold=args.hold or base.hold,
                 load=args.load or base.load, reload_every=base.reload_every,
@@ -706,6 +718,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         log(f"starting {', '.join(f'{s} {h}' for s, h in cluster.hosts.items())}")
         cluster.start()
+        log("running: " + ", ".join(f"{n.label} pid {n.ast.pid}" for n in cluster.nodes))
         smoke(sipp, cluster)
         for n in cluster.nodes:
             n.since = n.ast.log_offset()
@@ -718,6 +731,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         if load.error:
             raise load.error
         leftover = drain(cluster)
+        for node in cluster.check_alive(time.monotonic() - began):
+            tl.crashes.append(f"{node.label} {node.died} (after the load)")
         for n in cluster.running():
             n.rss_end_kb = n.rss()
         for n in cluster.running():

@@ -35,7 +35,7 @@ after the run.
 ## How to reproduce
 
 ```
-make stress                                   # full: 20 calls/s held 15 s (~300 at once), 6 min of load
+make stress                                   # full: 20 calls/s held 15 s (~300 at once if all are answered), 6 min of load
 make stress STRESS_ARGS=--short               # short (CI, after make test): 8 calls/s held 20 s, 90 s
 make stress STRESS_ARGS="--seed N [--short]"  # the same parameters, call for call, as the run with seed N
 ```
@@ -100,7 +100,7 @@ def section(r: dict[str, Any]) -> str:
              f"| Parameter mismatches (calls) | {r['mismatched_calls']} of {r['rx_calls']} checked |",
              f"| Answered calls not checked by a receiver | {r['unchecked']} "
              f"(+{r['unverifiable_killed_node']} answered by the killed node) |",
-             f"| Crashes | {len(r['crashes'])} |",
+             f"| Crashes (nodes) | {len(r.get('crashed_nodes', r['crashes']))} |",
              f"| Reloads (done / logged ok / logged failed) | {sum(r['reloads'].values())} / "
              f"{r['reloads_logged_ok']} / {r['reloads_logged_failed']} |",
              f"| pbx_python internal errors | {sum(r['internal_errors'].values())} |",
@@ -129,7 +129,7 @@ def section(r: dict[str, Any]) -> str:
         lines.append("- all parameters sent, by what they held: " + _pairs(r["sent_params_by_trait"]))
         lines += [f"- e.g. call {d}" for d in r["mismatch_details"][:4]]
     if r["crashes"]:
-        lines += ["", "Crashes:", ""] + [f"- {c}" for c in r["crashes"]]
+        lines += ["", "Crash evidence:", ""] + [f"- {c}" for c in r["crashes"]]
     if r["delivered_twice"]:
         lines += ["", f"Services run on two SOPs for one call (reported, not a pass criterion): "
                       f"{r['delivered_twice']} (e.g. {r['delivered_twice_examples']}). When they "
