@@ -5,18 +5,16 @@ being dialled."""
 from __future__ import annotations
 
 import base64
-import random
 import re
 import time
 from pathlib import Path
 
 import pytest
 
-from pbx_python.testing import (
-    SippUas, free_loopback_host, parse_headers, rtp_port_range, run_uac,
-)
+from pbx_python.testing import SippUas, parse_headers, rtp_port_range, run_uac
 from pbx_python.testing.cluster import ClusterSpec, wait_qualified
 from tests.conftest import MODULE_SO
+from tests.integration.test_callservice import pick_hosts
 
 pytestmark = pytest.mark.integration
 
@@ -30,17 +28,6 @@ PARAMS = (ALL_BYTES + b"s" * 769,
           b"e" * 769 + ALL_BYTES[::-1])
 RESULT = ("Verbose(0,RESULT STATUS=${CALLSERVICE_STATUS} SOP=${CALLSERVICE_SOP} "
           "TRIED=${CALLSERVICE_TRIED})")
-
-
-def pick_hosts(names=("sopA", "sopB", "sopC")) -> dict[str, str]:
-    """Free 127.0.0.N addresses outside the phones range, tried in random order: other suites
-    running at the same time pick theirs from the low end, and a free address taken between
-    the check and Asterisk's bind would fail the test for nothing."""
-    hosts: dict[str, str] = {}
-    for name in names:
-        hosts[name] = free_loopback_host(candidates=random.sample(range(11, 190), 179),
-                                         exclude=hosts.values())
-    return hosts
 
 
 def b64(data: bytes) -> str:
