@@ -371,7 +371,11 @@ def call_service(chan: px.Channel, exten: str = "", sop1: str = "", sop2: str = 
             px.verbose(f"CallService {exten} on {chan.name}: SOP {step.sop}: {step.skip.value} "
                        "(skipped)", 3)
     result = routing.run(the_plan, dial, hop, cluster.max_hops)
+    skipped = {step.sop for step in the_plan.skipped}
     for attempt in result.attempts:
+        if attempt.sop not in skipped and attempt.outcome.label == routing.SkipReason.HOP_LIMIT:
+            px.verbose(f"CallService {exten} on {chan.name}: SOP {attempt.sop}: HOP_LIMIT "
+                       f"(refused: the legs sent reached max_hops {cluster.max_hops})", 3)
         counter = _counter(attempt.sop)
         if attempt.outcome.failover:
             counter.failovers += 1

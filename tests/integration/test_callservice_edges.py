@@ -154,7 +154,8 @@ def send_from_sop_a(receiver, headers: dict[str, str]) -> tuple[str, list[bytes]
 
 
 def test_valid_headers_from_a_cluster_sop_s_address_are_believed(receiver):
-    origin, params, _ = send_from_sop_a(receiver, {"X-CallService": f"{ROUTE};p1={b64url(b'alpha')}"})
+    headers = {"X-CallService": f"{ROUTE};p1={b64url(b'alpha')}"}
+    origin, params, _ = send_from_sop_a(receiver, headers)
     assert (origin, params) == ("sopA", [b"alpha", b"", b"", b""])
 
 
@@ -347,7 +348,8 @@ def test_after_a_local_failure_the_local_sop_still_takes_the_call(asterisk_facto
                   extra={"sopA": tiny_rtp(hosts["sopA"])})
     a = nodes["sopA"]
     hold_two_calls(a, nodes["sopB"])
-    assert call(a, "fallback") == "RESULT STATUS=ANSWER SOP=sopA TRIED=sopB:LOCAL_FAILURE,sopA:ANSWER"
+    assert call(a, "fallback") == \
+        "RESULT STATUS=ANSWER SOP=sopA TRIED=sopB:LOCAL_FAILURE,sopA:ANSWER"
 
 
 # ---------------------------------------------------------------------------- reload
