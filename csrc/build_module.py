@@ -59,6 +59,10 @@ int pyast_unsetvar(struct ast_channel *chan, const char *name);
 ssize_t pyast_func_read(struct ast_channel *chan, const char *expr, const char **out);
 int pyast_func_write(struct ast_channel *chan, const char *expr, const char *value);
 ssize_t pyast_substitute(struct ast_channel *chan, const char *templ, const char **out);
+ssize_t pyast_substitute_each(struct ast_channel *chan, const char *templates, size_t len,
+                              const char **out);
+ssize_t pyast_func_read_each(struct ast_channel *chan, const char *exprs, size_t len,
+                             ssize_t maxlen, const char **out);
 int pyast_exec(struct ast_channel *chan, const char *app, const char *data);
 int pyast_check_hangup(struct ast_channel *chan);
 ssize_t pyast_ref_getvar(const char *id, const char *name, const char **out);

@@ -693,6 +693,111 @@ static ssize_t pyast_substitute(struct ast_channel *chan, const char *templ, con
 }
 
 /*!
+ * Hand \a len bytes, NULs included, to Python through the per-thread result buffer: *out points
+ * to the copy, valid until the next call on this thread. \return \a len, -1 when out of memory.
+ */
+static ssize_t hand_out_bytes(const char *data, size_t len, const char **out)
+{
+	struct ast_str *buf = ast_str_thread_get(&pyast_result_buf, 256);
+
+	if (!buf || ast_str_make_space(&buf, len + 1)) {
+		return -1;
+	}
+	memcpy(ast_str_buffer(buf), data, len);
+	ast_str_buffer(buf)[len] = '\0';
+	*out = ast_str_buffer(buf);
+	return len;
+}
+
+/*!
+ * Append to \a all (which holds *used bytes) the status byte \a status unless it is 0, then
+ * \a n bytes of \a data and a NUL. \return 0, -1 when out of memory.
+ */
+static int append_value(struct ast_str **all, size_t *used, char status, const char *data, size_t n)
+{
+	char *at;
+
+	if (ast_str_make_space(all, *used + n + 2)) {
+		return -1;
+	}
+	at = ast_str_buffer(*all) + *used;
+	if (status) {
+		*at++ = status;
+	}
+	memcpy(at, data, n);
+	at[n] = '\0';
+	*used += n + 1 + (status ? 1 : 0);
+	return 0;
+}
+
+/*!
+ * \brief Substitute several templates in one call (values cannot be confused by their content).
+ * \param templates \a len bytes of NUL-terminated templates, back to back
+ * \return the length of *out: each template's value followed by a NUL (which no value can
+ *         hold), in order; -1 when out of memory.
+ */
+static ssize_t pyast_substitute_each(struct ast_channel *chan, const char *templates, size_t len,
+	const char **out)
+{
+	const char *end = templates + len, *templ;
+	struct ast_str *one = ast_str_create(256), *all = ast_str_create(256);
+	size_t used = 0;
+	ssize_t res = -1;
+
+	*out = "";
+	if (one && all) {
+		for (templ = templates; templ < end; templ += strlen(templ) + 1) {
+			/* may run Python functions: the per-thread buffer is written only at the end */
+			ast_str_substitute_variables(&one, 0, chan, templ);
+			if (append_value(&all, &used, 0, ast_str_buffer(one), ast_str_strlen(one))) {
+				break;
+			}
+		}
+		if (templ >= end) {
+			res = hand_out_bytes(ast_str_buffer(all), used, out);
+		}
+	}
+	ast_free(one);
+	ast_free(all);
+	return res;
+}
+
+/*!
+ * \brief Read several dialplan functions in one call, each into a buffer of \a maxlen bytes.
+ * A function with a legacy read callback (e.g. PJSIP_HEADER) otherwise gets 4 kB (VAR_BUF_SIZE)
+ * and fails on a longer value, which cannot be told from an absent one.
+ * \param exprs \a len bytes of NUL-terminated expressions, back to back
+ * \return the length of *out: for each expression, '+' and its value, or '-' alone when the read
+ *         failed, followed by a NUL; -1 when out of memory.
+ */
+static ssize_t pyast_func_read_each(struct ast_channel *chan, const char *exprs, size_t len,
+	ssize_t maxlen, const char **out)
+{
+	const char *end = exprs + len, *expr;
+	struct ast_str *one = ast_str_create(256), *all = ast_str_create(256);
+	size_t used = 0;
+	ssize_t res = -1;
+	int ok;
+
+	*out = "";
+	if (one && all) {
+		for (expr = exprs; expr < end; expr += strlen(expr) + 1) {
+			ok = !ast_func_read2(chan, expr, &one, maxlen); /* may reallocate one */
+			if (append_value(&all, &used, ok ? '+' : '-', ok ? ast_str_buffer(one) : "",
+					ok ? ast_str_strlen(one) : 0)) {
+				break;
+			}
+		}
+		if (expr >= end) {
+			res = hand_out_bytes(ast_str_buffer(all), used, out);
+		}
+	}
+	ast_free(one);
+	ast_free(all);
+	return res;
+}
+
+/*!
  * \brief Run a dialplan application on the channel, e.g. ("Dial", "PJSIP/100@sopB,30").
  * \note The arguments are passed as given, without ${} substitution.
  * \retval -2 no such application

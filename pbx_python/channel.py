@@ -284,6 +284,40 @@ class Channel:
         self._pending = ""
         return pending.encode("utf-8", "surrogateescape")   # cannot fail: checked when set
 
+    # ---- several reads in one C call ----
+    def eval_each(self, *templates: str) -> list[str]:
+        """Substitute each template as eval() does, in one C call: one value per template.
+
+        The values come back NUL-separated (a dialplan value cannot hold a NUL), so no content
+        can shift them, unlike several reads joined into one template and split again.
+        """
+        self._flush()
+        if any("\0" in t for t in templates):
+            raise ValueError("a NUL character cannot be passed to Asterisk")
+        data = "".join(f"{t}\0" for t in templates).encode("utf-8", "surrogateescape")
+        out = self._outp()
+        n = ast.lib().pyast_substitute_each(self._c(), data, len(data), out)
+        if n < 0:
+            return [""] * len(templates)
+        return decode(ast.ffi().unpack(out[0], n)).split("\0")[:-1]
+
+    def func_read_each(self, *exprs: str, maxlen: int = 0) -> list[Optional[str]]:
+        """Read each dialplan function expression in one C call; None where a read failed.
+
+        ``maxlen`` > 0 gives each read a buffer of that many bytes: a function with a legacy
+        read callback (e.g. PJSIP_HEADER) otherwise fails on a value over 4 kB.
+        """
+        self._flush()
+        if any("\0" in e for e in exprs):
+            raise ValueError("a NUL character cannot be passed to Asterisk")
+        data = "".join(f"{e}\0" for e in exprs).encode("utf-8", "surrogateescape")
+        out = self._outp()
+        n = ast.lib().pyast_func_read_each(self._c(), data, len(data), maxlen, out)
+        if n < 0:
+            return [None] * len(exprs)
+        items = decode(ast.ffi().unpack(out[0], n)).split("\0")[:-1]
+        return [item[1:] if item[:1] == "+" else None for item in items]
+
 
 class ChannelRef:
     """A channel named by its uniqueid (or name), usable from any thread while it is up.
