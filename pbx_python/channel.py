@@ -110,7 +110,7 @@ class Channel:
         """Set a channel variable (None deletes it). A name ending in ')' writes a function."""
         if value is None:
             self._flush()
-            ast.lib().pyast_unsetvar(self._c(), encode(name))
+            ast.checked(ast.lib().pyast_unsetvar(self._c(), encode(name)))
             return
         if type(value) is not str:
             value = str(value)
@@ -134,19 +134,19 @@ class Channel:
         """Read a dialplan function, e.g. 'PJSIP_HEADER(read,X-Foo)'; None if it failed."""
         self._flush()
         out = self._outp()
-        n = ast.lib().pyast_func_read(self._c(), encode(expr), out)
+        n = ast.checked(ast.lib().pyast_func_read(self._c(), encode(expr), out))
         return None if n < 0 else decode(ast.ffi().unpack(out[0], n))
 
     def func_write(self, expr: str, value: str) -> bool:
         """Write a dialplan function, e.g. ('PJSIP_HEADER(add,X-Foo)', 'bar'); False if it failed."""
         self._flush()
-        return ast.lib().pyast_func_write(self._c(), encode(expr), encode(value)) == 0
+        return ast.checked(ast.lib().pyast_func_write(self._c(), encode(expr), encode(value))) == 0
 
     def eval(self, template: str) -> str:
         """Substitute ${...} variables and functions in `template`, as the dialplan does."""
         self._flush()
         out = self._outp()
-        n = ast.lib().pyast_substitute(self._c(), encode(template), out)
+        n = ast.checked(ast.lib().pyast_substitute(self._c(), encode(template), out))
         return "" if n < 0 else decode(ast.ffi().unpack(out[0], n))
 
     def exec_app(self, app: str, data: str = "") -> int:
@@ -156,7 +156,7 @@ class Channel:
         A non-zero result means the channel should hang up (return it from your application).
         """
         self._flush()
-        res = ast.lib().pyast_exec(self._c(), encode(app), encode(data))
+        res = ast.checked(ast.lib().pyast_exec(self._c(), encode(app), encode(data)))
         if res == -2:
             raise ApplicationNotFound(f"no dialplan application named {app!r}")
         return int(res)
@@ -174,7 +174,7 @@ class Channel:
     def _flush(self) -> None:
         if self._pending:
             batch = self._take_pending()
-            ast.lib().pyast_setvars(self._c(), batch, len(batch))
+            ast.checked(ast.lib().pyast_setvars(self._c(), batch, len(batch)))
 
     def _take_pending(self) -> bytes:
         """The deferred assignments as b"name\\0value\\0...", now cleared."""
