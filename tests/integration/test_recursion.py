@@ -7,18 +7,25 @@ one before pbx_python ran Python code on a stack of its own with a budget (docs/
 from __future__ import annotations
 
 import re
+import textwrap
+from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.integration
 
 MODULES = ("px_demo", "px_recursion")
+PYMODS = str(Path(__file__).parents[1] / "pymods")
 
 DIALPLAN = """\
 [default]
 exten => recurse,1,Answer()
  same => n,PyRecurse(${SHAPE})
  same => n,Verbose(0,RESULT CONTINUED RECURSE_RESULT=[${RECURSE_RESULT}] PYTHON_ERROR=[${PYTHON_ERROR}])
+ same => n,Hangup()
+exten => threcurse,1,Answer()
+ same => n,PyThreadRecurse(${SHAPE})
+ same => n,Verbose(0,RESULT THREAD ${RECURSE_RESULT})
  same => n,Hangup()
 exten => frecurse,1,Answer()
  same => n,Set(X=${PYRECURSE(${SHAPE})})
@@ -59,7 +66,8 @@ def run(ast, exten: str, timeout: float = 30) -> str:
 
 def start(python_asterisk, shape: str = "", **kwargs):
     dialplan = DIALPLAN.replace("${SHAPE}", shape) if shape else DIALPLAN
-    return python_asterisk(dialplan, modules=MODULES, **kwargs)
+    kwargs.setdefault("modules", MODULES)
+    return python_asterisk(dialplan, **kwargs)
 
 
 def assert_logged_recursion_error(ast, what: str) -> None:
@@ -115,6 +123,14 @@ def test_recursion_in_a_function_read_from_ami_getvar_fails_the_read(python_aste
     reply = ast.ami().action("GetVar", Variable=f"PYRECURSE({shape})")
     assert reply.get("Value", "") == "", reply
     assert_logged_recursion_error(ast, "function PYRECURSE")
+    assert_still_serving(ast)
+
+
+@pytest.mark.parametrize("shape", ["sort_compare", "repr_nested_list"])
+def test_recursion_in_a_thread_python_started_ends_in_recursion_error(python_asterisk, shape):
+    # such threads have their own (8 MB) stacks and keep Python's own limits
+    ast = start(python_asterisk, shape)
+    assert run(ast, "threcurse") == "RESULT THREAD RecursionError"
     assert_still_serving(ast)
 
 
@@ -176,3 +192,26 @@ def test_moderate_reentry_through_asterisk_still_works(python_asterisk):
     ast = start(python_asterisk)
     assert run(ast, "execdepth") == "RESULT EXECDEPTH yes"
     assert not re.search(r"ERROR.*Python", ast.log_text())
+
+
+def test_recursion_in_a_python_cli_command_fails_the_command(python_asterisk):
+    ast = start(python_asterisk)
+    out = ast.cli("recursion run getattr_hook")
+    assert "Error: the command failed; see the Asterisk log" in out
+    assert_logged_recursion_error(ast, "CLI command recursion run")
+    assert_still_serving(ast)
+
+
+def test_recursion_in_module_code_run_by_a_reload_from_the_cli_fails_the_reload(python_asterisk,
+                                                                                  tmp_path):
+    (tmp_path / "px_reloaded.py").write_text("import pbx_python\n")
+    ast = start(python_asterisk, modules=(*MODULES, "px_reloaded"), paths=(PYMODS, str(tmp_path)))
+    (tmp_path / "px_reloaded.py").write_text(textwrap.dedent("""\
+        import px_recursion
+        px_recursion.SHAPES["getattr_hook"]()
+        """))
+    since = ast.log_offset()
+    ast.cli("module reload pbx_python.so")   # the module's code runs on the CLI's thread
+    ast.wait_for_log(r"pbx_python reload failed \(px_reloaded\)", since=since)
+    assert re.search(r"^RecursionError: maximum recursion depth exceeded", ast.log_text(since), re.M)
+    assert_still_serving(ast)

@@ -5,6 +5,7 @@ must end in a RecursionError (or another Python exception), never in a C stack o
 """
 import json
 import sys
+import threading
 
 import pbx_python as px
 from pbx_python import asterisk
@@ -134,6 +135,23 @@ def py_recurse_func(chan, name):
     return str(SHAPES[name]())
 
 
+@px.application("PyThreadRecurse", synopsis="Run the recursion shape named by the argument in "
+                "a Python thread; RECURSE_RESULT = how it ended")
+def py_thread_recurse(chan, name):
+    ended = []
+
+    def body():
+        try:
+            SHAPES[name]()
+        except RecursionError as exc:
+            ended.append(type(exc).__name__)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    chan.set_var("RECURSE_RESULT", ended[0] if ended else "no exception")
+
+
 @px.application("PyExecSelf", synopsis="Run itself again through Asterisk, without end")
 def py_exec_self(chan, level="0"):
     chan.set_var("EXEC_SELF_LEVEL", level)
@@ -154,3 +172,8 @@ def py_exec_depth(chan, depth="0"):
         return chan.exec_app("PyExecDepth", str(int(depth) - 1))
     chan.set_var("EXEC_DEPTH_DONE", "yes")
     return 0
+
+
+@px.cli_command("recursion run", summary="Run the recursion shape named by the argument")
+def cli_recurse(argv):
+    return str(SHAPES[argv[2]]())
