@@ -187,10 +187,10 @@ static void apply_sets(struct ast_channel *chan, const char *sets, size_t len)
  *  - Each entry gets a recursion budget that fits the stack left: CPython's per-thread counter of
  *    recursion (3.11: all of it; 3.12 and 3.13: C-level only) is lowered to
  *    (stack left - reserve) / PYAST_UNIT_BYTES while the entry runs, and restored after it.
- *  - An entry with too little stack left (re-entry through Asterisk: an application running
- *    itself with exec_app, a function reading itself through ${...}) is not run: it is logged and
- *    fails, and the C helper that led to it returns PYAST_REFUSED, which Python raises as
- *    RecursionError in the calling code's own frame.
+ *  - An entry left with too small a budget, by the stack or by Python's own counters (re-entry
+ *    through Asterisk: an application running itself with exec_app, a function reading itself
+ *    through ${...}) is not run: it is logged and fails, and the C helper that led to it returns
+ *    PYAST_REFUSED, which Python raises as RecursionError in the calling code's own frame.
  */
 
 /*! Python's own stack on each Asterisk thread: what CPython's limits are made for (ulimit -s). */
@@ -234,7 +234,7 @@ static void apply_sets(struct ast_channel *chan, const char *sets, size_t len)
 #include <sanitizer/common_interface_defs.h>
 #endif
 
-/*! What a C helper returns when Python code it led to was not run for lack of stack. */
+/*! What a C helper returns when Python code it led to was not run: recursion too deep. */
 #define PYAST_REFUSED INT_MIN
 
 #ifdef PYAST_STACK_SWITCH
@@ -245,7 +245,7 @@ static void apply_sets(struct ast_channel *chan, const char *sets, size_t len)
  */
 void pyast_stack_call(void *arg, void (*fn)(void *), char *top) __attribute__((visibility("hidden")));
 __asm__(
-	"	.text\n"
+	"	.pushsection .text\n"
 	"	.p2align 4\n"
 	"	.globl pyast_stack_call\n"
 	"	.hidden pyast_stack_call\n"
@@ -265,6 +265,7 @@ __asm__(
 	"	retq\n"
 	"	.cfi_endproc\n"
 	"	.size pyast_stack_call, .-pyast_stack_call\n"
+	"	.popsection\n"
 );
 #endif
 
