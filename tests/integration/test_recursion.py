@@ -216,3 +216,11 @@ def test_recursion_in_module_code_run_by_a_reload_from_the_cli_fails_the_reload(
     ast.wait_for_log(r"pbx_python reload failed \(px_reloaded\)", since=since)
     assert re.search(r"^RecursionError: maximum recursion depth exceeded", ast.log_text(since), re.M)
     assert_still_serving(ast)
+
+
+def test_status_and_load_message_show_the_stack_and_recursion_budget(python_asterisk):
+    ast = start(python_asterisk)
+    status = ast.cli("python show status")
+    assert re.search(r"^C stack:\s+8192 KB of its own on each Asterisk thread .*recursion budget "
+                     r"\d+ .* per call from Asterisk", status, re.M), status
+    assert re.search(r"NOTICE.*pbx_python: Python [\d.]+ C stack: 8192 KB of its own", ast.log_text())
