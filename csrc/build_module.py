@@ -37,6 +37,16 @@ struct pyast_conf_item {
     const char *value;
 };
 
+struct pyast_stack_info {
+    int pystack_kb;
+    int thread_kb;
+    int unit_bytes;
+    int reserve_kb;
+    int units;
+    int c_limit;
+    int stacks;
+};
+
 struct pyast_out {
     const char *text;
 };
@@ -76,6 +86,7 @@ int pyast_add_extension(const char *context, const char *exten, int priority,
                         const char *app, const char *data);
 void pyast_manager_event(const char *event, const char *body);
 int pyast_thread_state_count(void);
+void pyast_stack_info(struct pyast_stack_info *info);
 const char *ast_get_version(void);
 extern int ast_verb_sys_level;
 extern int option_debug;

@@ -209,7 +209,7 @@ class Channel:
 
     def _unset(self, key: bytes) -> None:
         self._flush()
-        ast.lib().pyast_unsetvar(self._c(), key)
+        ast.checked(ast.lib().pyast_unsetvar(self._c(), key))
 
     def get_var(self, name: str, default: Optional[str] = None) -> Optional[str]:
         """A channel variable's value, or `default` when it is not set."""
@@ -227,7 +227,7 @@ class Channel:
         data = name_bytes(expr, "a function expression")
         self._flush()
         out = self._outp()
-        n = ast.lib().pyast_func_read(self._c(), data, out)
+        n = ast.checked(ast.lib().pyast_func_read(self._c(), data, out))
         return None if n < 0 else decode(ast.ffi().unpack(out[0], n))
 
     def func_write(self, expr: str, value: Any) -> bool:
@@ -236,7 +236,7 @@ class Channel:
         data = name_bytes(expr, "a function expression")
         raw = value_bytes(value, f"the value for {expr}")
         self._flush()
-        return ast.lib().pyast_func_write(self._c(), data, raw) == 0
+        return ast.checked(ast.lib().pyast_func_write(self._c(), data, raw)) == 0
 
     def eval(self, template: str) -> str:
         """Substitute ${...} variables and functions in `template`, as the dialplan does."""
@@ -244,7 +244,7 @@ class Channel:
         data = text_bytes(template, "a template")
         self._flush()
         out = self._outp()
-        n = ast.lib().pyast_substitute(self._c(), data, out)
+        n = ast.checked(ast.lib().pyast_substitute(self._c(), data, out))
         return "" if n < 0 else decode(ast.ffi().unpack(out[0], n))
 
     def exec_app(self, app: str, data: str = "") -> int:
@@ -256,7 +256,7 @@ class Channel:
         self._check()
         name, args = name_bytes(app, "an application name"), text_bytes(data, "application data")
         self._flush()
-        res = ast.lib().pyast_exec(self._c(), name, args)
+        res = ast.checked(ast.lib().pyast_exec(self._c(), name, args))
         if res == -2:
             raise ApplicationNotFound(f"no dialplan application named {app!r}")
         return int(res)
@@ -276,7 +276,7 @@ class Channel:
         if self._pending:
             chan = self._c()
             batch = self._take_pending()
-            ast.lib().pyast_setvars(chan, batch, len(batch))
+            ast.checked(ast.lib().pyast_setvars(chan, batch, len(batch)))
 
     def _take_pending(self) -> bytes:
         """The deferred assignments as b"name\\0value\\0...", now cleared."""
@@ -296,7 +296,7 @@ class Channel:
             raise ValueError("a NUL character cannot be passed to Asterisk")
         data = "".join(f"{t}\0" for t in templates).encode("utf-8", "surrogateescape")
         out = self._outp()
-        n = ast.lib().pyast_substitute_each(self._c(), data, len(data), out)
+        n = ast.checked(ast.lib().pyast_substitute_each(self._c(), data, len(data), out))
         if n < 0:
             return [""] * len(templates)
         return decode(ast.ffi().unpack(out[0], n)).split("\0")[:-1]
@@ -312,7 +312,8 @@ class Channel:
             raise ValueError("a NUL character cannot be passed to Asterisk")
         data = "".join(f"{e}\0" for e in exprs).encode("utf-8", "surrogateescape")
         out = self._outp()
-        n = ast.lib().pyast_func_read_each(self._c(), data, len(data), maxlen, out)
+        n = ast.checked(ast.lib().pyast_func_read_each(self._c(), data, len(data), maxlen,
+                                                        out))
         if n < 0:
             return [None] * len(exprs)
         items = decode(ast.ffi().unpack(out[0], n)).split("\0")[:-1]
@@ -344,7 +345,7 @@ class ChannelRef:
     def get_var(self, name: str, default: Optional[str] = None) -> Optional[str]:
         """A channel variable's value, or `default` when it is not set."""
         out = ast.ffi().new("const char **")
-        n = ast.lib().pyast_ref_getvar(self._key, name_bytes(name), out)
+        n = ast.checked(ast.lib().pyast_ref_getvar(self._key, name_bytes(name), out))
         if n == -2:
             raise self._gone()
         return default if n < 0 else decode(ast.ffi().unpack(out[0], n))
@@ -353,10 +354,10 @@ class ChannelRef:
         """Set (None: delete) a channel variable now; a name ending in ')' writes a function."""
         key = name_bytes(name)
         if value is None:
-            res = ast.lib().pyast_ref_unsetvar(self._key, key)
+            res = ast.checked(ast.lib().pyast_ref_unsetvar(self._key, key))
         else:
             batch = assignment(name, value).encode("utf-8", "surrogateescape")
-            res = ast.lib().pyast_ref_setvars(self._key, batch, len(batch))
+            res = ast.checked(ast.lib().pyast_ref_setvars(self._key, batch, len(batch)))
         if res == -2:
             raise self._gone()
 
@@ -370,7 +371,8 @@ class ChannelRef:
     def func_read(self, expr: str) -> Optional[str]:
         """Read a dialplan function on the channel; None if the read failed."""
         out = ast.ffi().new("const char **")
-        n = ast.lib().pyast_ref_func_read(self._key, name_bytes(expr, "a function expression"), out)
+        data = name_bytes(expr, "a function expression")
+        n = ast.checked(ast.lib().pyast_ref_func_read(self._key, data, out))
         if n == -2:
             raise self._gone()
         return None if n < 0 else decode(ast.ffi().unpack(out[0], n))
@@ -378,7 +380,8 @@ class ChannelRef:
     def eval(self, template: str) -> str:
         """Substitute ${...} in `template` with the channel's variables and functions."""
         out = ast.ffi().new("const char **")
-        n = ast.lib().pyast_ref_substitute(self._key, text_bytes(template, "a template"), out)
+        data = text_bytes(template, "a template")
+        n = ast.checked(ast.lib().pyast_ref_substitute(self._key, data, out))
         if n == -2:
             raise self._gone()
         return "" if n < 0 else decode(ast.ffi().unpack(out[0], n))
