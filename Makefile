@@ -82,5 +82,9 @@ $(VENV)/.bench-deps-ok: $(VENV)/.deps-ok
 bench: module $(VENV)/.bench-deps-ok
 	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) bench/run.py $(BENCH_ARGS)
 
+# Stress and fault suite (bench/stress.py, docs/RELIABILITY.md); STRESS_ARGS=--short for the CI version.
+stress: module
+	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) bench/stress.py $(STRESS_ARGS)
+
 clean:
 	rm -rf build $(ASAN_BUILD) *.egg-info

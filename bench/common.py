@@ -371,15 +371,16 @@ def rtp_conf(host: str) -> str:
     return f"[general]\nrtpstart = {start}\nrtpend = {start + 399}\nicesupport = no\n"
 
 
-def cluster_configs(spec: Any, node: str, extensions: str) -> dict[str, str]:
-    """spec.configs() adapted for the benchmarks: px_bench loaded too, AMI off, callers from
-    CALLER_HOST, a larger RTP range."""
+def cluster_configs(spec: Any, node: str, extensions: str,
+                    pymodules: Sequence[str] = ("px_bench",)) -> dict[str, str]:
+    """spec.configs() adapted for the benchmarks: ``pymodules`` from bench/ loaded too, AMI off,
+    callers from CALLER_HOST, a larger RTP range."""
     from pbx_python.testing.cluster import PHONE_NET
     files = dict(spec.configs(node, extensions))
     files["pjsip.conf"] = files["pjsip.conf"].replace(f"match = {PHONE_NET}", f"match = {CALLER_HOST}")
     files["pbx_python.conf"] = files["pbx_python.conf"].replace(
         "modules = dialplan_funcs.callservice",
-        f"path = {BENCH_DIR}\nmodules = dialplan_funcs.callservice, px_bench")
+        f"path = {BENCH_DIR}\nmodules = dialplan_funcs.callservice, {', '.join(pymodules)}")
     files.update(NO_AMI)
     files["rtp.conf"] = rtp_conf(spec.sops[node])
     return files

@@ -42,6 +42,16 @@ struct pyast_conf_item {
     const char *value;
 };
 
+struct pyast_stack_info {
+    int pystack_kb;
+    int thread_kb;
+    int unit_bytes;
+    int reserve_kb;
+    int units;
+    int c_limit;
+    int stacks;
+};
+
 struct pyast_out {
     const char *text;
 };
@@ -64,6 +74,10 @@ int pyast_unsetvar(struct ast_channel *chan, const char *name);
 ssize_t pyast_func_read(struct ast_channel *chan, const char *expr, const char **out);
 int pyast_func_write(struct ast_channel *chan, const char *expr, const char *value);
 ssize_t pyast_substitute(struct ast_channel *chan, const char *templ, const char **out);
+ssize_t pyast_substitute_each(struct ast_channel *chan, const char *templates, size_t len,
+                              const char **out);
+ssize_t pyast_func_read_each(struct ast_channel *chan, const char *exprs, size_t len,
+                             ssize_t maxlen, const char **out);
 int pyast_exec(struct ast_channel *chan, const char *app, const char *data);
 int pyast_check_hangup(struct ast_channel *chan);
 ssize_t pyast_ref_getvar(const char *id, const char *name, const char **out);
@@ -77,6 +91,7 @@ int pyast_add_extension(const char *context, const char *exten, int priority,
                         const char *app, const char *data);
 void pyast_manager_event(const char *event, const char *body);
 int pyast_thread_state_count(void);
+void pyast_stack_info(struct pyast_stack_info *info);
 const char *ast_get_version(void);
 extern int ast_verb_sys_level;
 extern int option_debug;

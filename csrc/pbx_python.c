@@ -35,6 +35,9 @@
 #include "asterisk.h"
 
 #include <dlfcn.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sys/mman.h>
 
 #include "asterisk/module.h"
 #include "asterisk/pbx.h"
@@ -75,6 +78,17 @@ struct pyast_conf_item {
 	const char *category;
 	const char *name;
 	const char *value;
+};
+
+/*! How Python's stack is set up, for 'python show status' and the load message. */
+struct pyast_stack_info {
+	int pystack_kb;             /*!< Python's own stack on each Asterisk thread; 0: it runs on theirs */
+	int thread_kb;              /*!< Asterisk's thread stacks (AST_STACKSIZE) */
+	int unit_bytes;             /*!< C stack counted per unit of recursion budget */
+	int reserve_kb;             /*!< stack kept in reserve, not counted in the budget */
+	int units;                  /*!< budget of a call from Asterisk, at most (0: not set by us) */
+	int c_limit;                /*!< CPython's own limit of C-level recursion (0: none of its own) */
+	int stacks;                 /*!< Python stacks mapped by live threads */
 };
 
 /*! Text returned by Python (CLI output); valid until Python's next call on this thread. */
@@ -147,47 +161,377 @@ static void apply_sets(struct ast_channel *chan, const char *sets, size_t len)
 	}
 }
 
-/* ---- the GIL on Asterisk's threads ---- */
+/* ---- Asterisk's threads: Python thread state, C stack ---- */
+
+/*
+ * Stack depth (docs/DESIGN.md, "Stack depth"). Asterisk's threads have small stacks
+ * (AST_STACKSIZE: 496 KB on 64-bit) while CPython's limits assume about 8 MB: recursion through C
+ * (builtins, slots, properties, repr or json of nested data, Python's own parser) would overflow
+ * an Asterisk thread's stack long before Python raises RecursionError. So:
+ *  - Python runs on a stack of its own. An Asterisk thread calling Python gets, on its first call,
+ *    a PYAST_PYSTACK_SIZE mapping (memory is used only as deep as the code goes; unmapped when the
+ *    thread ends), and each call from Asterisk into Python switches to it (pyast_stack_call(): a
+ *    few instructions, x86-64). Elsewhere, or if the mapping fails, Python runs on the thread's
+ *    own stack with the smaller budget that leaves.
+ *  - Each entry gets a recursion budget that fits the stack left: CPython's per-thread counter of
+ *    recursion (3.11: all of it; 3.12 and 3.13: C-level only) is lowered to
+ *    (stack left - reserve) / PYAST_UNIT_BYTES while the entry runs, and restored after it.
+ *  - An entry left with too small a budget, by the stack or by Python's own counters (re-entry
+ *    through Asterisk: an application running itself with exec_app, a function reading itself
+ *    through ${...}) is not run: it is logged and fails, and the C helper that led to it returns
+ *    PYAST_REFUSED, which Python raises as RecursionError in the calling code's own frame.
+ */
+
+/*! Python's own stack on each Asterisk thread: what CPython's limits are made for (ulimit -s). */
+#define PYAST_PYSTACK_SIZE (8 * 1024 * 1024)
+/*! Inaccessible pages below it: wide enough that no C frame steps over them. */
+#define PYAST_PYSTACK_GUARD (64 * 1024)
+/*! An entry needs this many units of budget to run at all (its own frames, logging an error). */
+#define PYAST_MIN_UNITS 50
+
+#if PY_VERSION_HEX >= 0x030E0000
+/* CPython 3.14 measures the real stack itself (found once per thread state): no budget, and no
+ * stack of our own, which it would not know of. Only the guard at entry is kept. */
+#define PYAST_UNIT_BYTES 2048
+#elif PY_VERSION_HEX >= 0x030C0000
+/* 3.12, 3.13: c_recursion_remaining counts C-level recursion (a Python frame entered from C costs
+ * 2 units); Python-to-Python calls use no C stack and keep sys.getrecursionlimit(). Worst measured
+ * on x86-64: 2.5 KB per unit (a list.sort() whose __lt__ sorts again). */
+#define PYAST_UNITS(ts) ((ts)->c_recursion_remaining)
+#define PYAST_UNIT_BYTES 3072
+#else
+/* 3.11: one counter (sys.getrecursionlimit()) for Python frames and C recursion alike; a Python
+ * frame entered from C costs 1 unit. Worst measured: 4.8 KB per unit (the same sort). The counter
+ * can be lowered per thread: _Py_CheckRecursiveCall() resets the thread's limit to the
+ * interpreter's but keeps its depth, and lowering the remaining count is adding depth. */
+#define PYAST_UNITS(ts) ((ts)->recursion_remaining)
+#define PYAST_UNIT_BYTES 6144
+#endif
+
+#if defined(__x86_64__) && PY_VERSION_HEX < 0x030E0000 && !defined(PYAST_NO_STACK_SWITCH)
+#define PYAST_STACK_SWITCH 1
+#endif
+
+#if defined(__SANITIZE_ADDRESS__)
+#define PYAST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PYAST_ASAN 1
+#endif
+#endif
+#ifdef PYAST_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+/*! What a C helper returns when Python code it led to was not run: recursion too deep. */
+#define PYAST_REFUSED INT_MIN
+
+#ifdef PYAST_STACK_SWITCH
+/*!
+ * Call fn(arg) with the stack pointer at \a top (16-byte aligned), then return on the caller's
+ * stack. The caller's stack pointer is kept in %rbp, which the CFI names as the frame address, so
+ * debuggers and unwinders walk from Python's stack back into Asterisk's.
+ */
+void pyast_stack_call(void *arg, void (*fn)(void *), char *top) __attribute__((visibility("hidden")));
+__asm__(
+	"	.pushsection .text\n"
+	"	.p2align 4\n"
+	"	.globl pyast_stack_call\n"
+	"	.hidden pyast_stack_call\n"
+	"	.type pyast_stack_call, @function\n"
+	"pyast_stack_call:\n"
+	"	.cfi_startproc\n"
+	"	pushq %rbp\n"
+	"	.cfi_def_cfa_offset 16\n"
+	"	.cfi_offset %rbp, -16\n"
+	"	movq %rsp, %rbp\n"
+	"	.cfi_def_cfa_register %rbp\n"
+	"	movq %rdx, %rsp\n"
+	"	callq *%rsi\n"
+	"	movq %rbp, %rsp\n"
+	"	popq %rbp\n"
+	"	.cfi_def_cfa %rsp, 8\n"
+	"	retq\n"
+	"	.cfi_endproc\n"
+	"	.size pyast_stack_call, .-pyast_stack_call\n"
+	"	.popsection\n"
+);
+#endif
+
+/*! Per Asterisk thread that called Python (thread storage; freed when the thread ends). */
+struct pyast_thread {
+	PyThreadState *pinned;      /*!< the Python thread state python_enter() created, or NULL */
+	char *stack_lo;             /*!< the thread's own stack: lowest usable address (NULL: not known yet) */
+	size_t stack_size;
+	char *pystack;              /*!< lowest address of Python's stack on this thread, NULL if none */
+	int pystack_failed;         /*!< mapping it failed once: not tried again on this thread */
+	int nesting;                /*!< Python entries running on this thread */
+	int refused;                /*!< an entry was refused since a C helper last cleared this */
+};
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsign-compare" /* glibc's PTHREAD_STACK_MIN is a long */
+/*! The stack size Asterisk gives its threads (AST_STACKSIZE). */
+static size_t ast_thread_stack_size(void)
+{
+	return AST_STACKSIZE;
+}
+#pragma GCC diagnostic pop
+
+static int thread_states; /*!< Python thread states pinned by live Asterisk threads */
+static int pystacks;      /*!< Python stacks mapped by live threads */
 
 /*!
- * Thread storage whose destructor drops the Python thread state pinned by python_enter(). An
- * Asterisk thread (one per channel) gets one Python thread state on its first call into Python
- * and keeps it until it exits: creating and destroying one per call would cost more than the
- * call itself.
+ * Thread storage destructor: drops the Python thread state pinned by python_enter() and unmaps
+ * Python's stack. An Asterisk thread (one per channel) gets one Python thread state on its first
+ * call into Python and keeps it until it exits: creating and destroying one per call would cost
+ * more than the call itself.
  */
-static int thread_states; /*!< Python thread states pinned by live Asterisk threads */
-
-static void tstate_unpin(void *data)
+static void thread_end(void *data)
 {
-	PyThreadState **pinned = data;
+	struct pyast_thread *t = data;
 
 	/* Python's own thread-local pointer to the state may already be cleared (thread-specific
 	 * data is destroyed in no set order), so the state is kept here and deleted directly. */
-	if (*pinned) {
-		PyEval_RestoreThread(*pinned);
-		PyThreadState_Clear(*pinned);
+	if (t->pinned) {
+		PyEval_RestoreThread(t->pinned);
+		PyThreadState_Clear(t->pinned);
 		PyThreadState_DeleteCurrent(); /* and releases the GIL */
 		ast_atomic_fetchadd_int(&thread_states, -1);
 	}
-	ast_free(data);
+	if (t->pystack) {
+		munmap(t->pystack - PYAST_PYSTACK_GUARD, PYAST_PYSTACK_SIZE + PYAST_PYSTACK_GUARD);
+		ast_atomic_fetchadd_int(&pystacks, -1);
+	}
+	ast_free(t);
 }
 
-AST_THREADSTORAGE_CUSTOM(pyast_tstate_pin, NULL, tstate_unpin);
+AST_THREADSTORAGE_CUSTOM(pyast_thread_storage, NULL, thread_end);
 
-static PyGILState_STATE python_enter(void)
+/*! This thread's state, with its stack bounds found on first use. NULL: no memory. */
+static struct pyast_thread *thread_get(void)
 {
-	PyThreadState **pinned = ast_threadstorage_get(&pyast_tstate_pin, sizeof(*pinned));
+	struct pyast_thread *t = ast_threadstorage_get(&pyast_thread_storage, sizeof(*t));
+	pthread_attr_t attr;
+	void *addr;
+	size_t size;
+
+	if (t && !t->stack_lo) {
+		if (!pthread_getattr_np(pthread_self(), &attr)) {
+			if (!pthread_attr_getstack(&attr, &addr, &size)) {
+				t->stack_lo = addr;
+				t->stack_size = size;
+			}
+			pthread_attr_destroy(&attr);
+		}
+		if (!t->stack_lo) { /* unknown: assume an Asterisk thread, half used */
+			t->stack_size = ast_thread_stack_size();
+			t->stack_lo = (char *) __builtin_frame_address(0) - t->stack_size / 2;
+		}
+	}
+	return t;
+}
+
+static int on_pystack(const struct pyast_thread *t, const char *sp)
+{
+	return t->pystack && sp > t->pystack && sp <= t->pystack + PYAST_PYSTACK_SIZE;
+}
+
+/*! Bytes of stack left below \a sp; *size gets the size of that stack. */
+static size_t stack_left(const struct pyast_thread *t, const char *sp, size_t *size)
+{
+	if (on_pystack(t, sp)) {
+		*size = PYAST_PYSTACK_SIZE;
+		return sp - t->pystack;
+	}
+	*size = t->stack_size;
+	return sp > t->stack_lo ? sp - t->stack_lo : 0;
+}
+
+/*!
+ * Recursion units Python may spend with \a left bytes left of a \a size bytes stack: an eighth of
+ * the stack is kept in reserve (for C that Python's counters do not see, such as its parser, up
+ * to 0.9 MB), the rest is counted at PYAST_UNIT_BYTES a unit.
+ */
+static int stack_units(size_t left, size_t size)
+{
+	size_t reserve = size / 8;
+
+	if (left <= reserve) {
+		return 0;
+	}
+	left = (left - reserve) / PYAST_UNIT_BYTES;
+	return left > INT_MAX ? INT_MAX : (int) left;
+}
+
+#ifdef PYAST_STACK_SWITCH
+/*! Map Python's stack for this thread if not done yet. \return 0 when there is one. */
+static int pystack_map(struct pyast_thread *t)
+{
+	char *map;
+
+	if (t->pystack || t->pystack_failed) {
+		return t->pystack ? 0 : -1;
+	}
+	map = mmap(NULL, PYAST_PYSTACK_SIZE + PYAST_PYSTACK_GUARD, PROT_READ | PROT_WRITE,
+		MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+	if (map == MAP_FAILED || mprotect(map, PYAST_PYSTACK_GUARD, PROT_NONE)) {
+		ast_log(LOG_WARNING, "Cannot map a %d KB stack for Python on this thread (%s): Python runs "
+			"on the thread's own %zu KB stack, with a smaller recursion budget\n",
+			PYAST_PYSTACK_SIZE / 1024, strerror(errno), t->stack_size / 1024);
+		if (map != MAP_FAILED) {
+			munmap(map, PYAST_PYSTACK_SIZE + PYAST_PYSTACK_GUARD);
+		}
+		t->pystack_failed = 1;
+		return -1;
+	}
+	t->pystack = map + PYAST_PYSTACK_GUARD;
+	ast_atomic_fetchadd_int(&pystacks, +1);
+	return 0;
+}
+#endif
+
+static PyGILState_STATE python_enter(struct pyast_thread *t)
+{
 	/* Only a state created here is pinned: one that exists already belongs to Python's main
 	 * thread or to cffi (which keeps its own alive, and frees it at thread exit itself). */
-	int fresh = pinned && !*pinned && !PyGILState_GetThisThreadState();
+	int fresh = !t->pinned && !PyGILState_GetThisThreadState();
 	PyGILState_STATE gil = PyGILState_Ensure();
 
 	if (fresh) {
 		PyGILState_Ensure(); /* the pin: one more reference, never released by PyGILState */
-		*pinned = PyThreadState_Get();
+		t->pinned = PyThreadState_Get();
 		ast_atomic_fetchadd_int(&thread_states, +1);
 	}
 	return gil;
+}
+
+/*! One call from Asterisk into Python, run by python_call(). */
+struct pyast_job {
+	const char *what;           /*!< for messages: "Application", "Function", ... */
+	const char *name;
+	void (*run)(struct pyast_job *job); /*!< called with the GIL held and the budget set */
+	struct pyast_thread *thread;
+	int refused;                /*!< set when it was not run: too little stack left */
+};
+
+/*! Run \a data (a job) on the stack the caller is on: guard, GIL, budget. */
+static void job_run(void *data)
+{
+	struct pyast_job *job = data;
+	struct pyast_thread *t = job->thread;
+	size_t size, left = stack_left(t, __builtin_frame_address(0), &size);
+	int units = stack_units(left, size), ran = 0;
+	PyGILState_STATE gil;
+#ifdef PYAST_UNITS
+	PyThreadState *ts;
+	int lowered;
+#endif
+
+	if (units >= PYAST_MIN_UNITS) {
+		t->nesting++;
+		gil = python_enter(t);
+#ifdef PYAST_UNITS
+		ts = PyThreadState_Get();
+		lowered = PYAST_UNITS(ts) > units ? PYAST_UNITS(ts) - units : 0;
+		PYAST_UNITS(ts) -= lowered;
+		/* Python's own counters too must leave room for the entry to log an error: entries
+		 * nested through Asterisk share them */
+		if (PYAST_UNITS(ts) >= PYAST_MIN_UNITS
+#if PY_VERSION_HEX >= 0x030C0000
+			&& ts->py_recursion_remaining >= PYAST_MIN_UNITS
+#endif
+			) {
+			job->run(job);
+			ran = 1;
+		}
+		PYAST_UNITS(ts) += lowered;
+#else
+		job->run(job);
+		ran = 1;
+#endif
+		PyGILState_Release(gil);
+		t->nesting--;
+	}
+	if (!ran) {
+		t->refused = 1;
+		job->refused = 1;
+		ast_log(LOG_ERROR, "%s %s not run: recursion too deep (%d Python calls already running on "
+			"this thread, %zu KB of C stack left); is Python code running itself again through "
+			"Asterisk? The code that led to it gets a RecursionError\n",
+			job->what, job->name, t->nesting, left / 1024);
+	}
+}
+
+#ifdef PYAST_STACK_SWITCH
+/*! job_run() at the top of Python's stack. */
+static void job_run_switched(void *data)
+{
+#ifdef PYAST_ASAN
+	const void *bottom;
+	size_t size;
+
+	__sanitizer_finish_switch_fiber(NULL, &bottom, &size);
+#endif
+	job_run(data);
+#ifdef PYAST_ASAN
+	__sanitizer_start_switch_fiber(NULL, bottom, size); /* this stack's frames end here */
+#endif
+}
+#endif
+
+/*!
+ * Run \a job: on Python's own stack, unless the caller is on it already (a re-entry) or the
+ * thread's own stack is large (4 MB or more: Asterisk's main thread, threads Python started);
+ * refused (job->refused set, logged) when too little stack is left.
+ */
+static void python_call(struct pyast_job *job)
+{
+	struct pyast_thread *t = thread_get();
+
+	if (!t) {
+		job->refused = 1;
+		ast_log(LOG_ERROR, "%s %s not run: out of memory\n", job->what, job->name);
+		return;
+	}
+	job->thread = t;
+#ifdef PYAST_STACK_SWITCH
+	if (t->stack_size < PYAST_PYSTACK_SIZE / 2 && !on_pystack(t, __builtin_frame_address(0))
+		&& !pystack_map(t)) {
+#ifdef PYAST_ASAN
+		void *fake_stack = NULL;
+
+		__sanitizer_start_switch_fiber(&fake_stack, t->pystack, PYAST_PYSTACK_SIZE);
+#endif
+		pyast_stack_call(job, job_run_switched, t->pystack + PYAST_PYSTACK_SIZE);
+#ifdef PYAST_ASAN
+		__sanitizer_finish_switch_fiber(fake_stack, NULL, NULL);
+#endif
+		return;
+	}
+#endif
+	job_run(job);
+}
+
+/*! Before an Asterisk call that may run Python again: forget earlier refusals. */
+static struct pyast_thread *reentry_begin(void)
+{
+	struct pyast_thread *t = ast_threadstorage_get(&pyast_thread_storage, sizeof(*t));
+
+	if (t) {
+		t->refused = 0;
+	}
+	return t;
+}
+
+/*! After it: \a res, or PYAST_REFUSED when a Python entry was refused meanwhile. */
+static ssize_t reentry_end(struct pyast_thread *t, ssize_t res)
+{
+	if (t && t->refused) {
+		t->refused = 0;
+		return PYAST_REFUSED;
+	}
+	return res;
 }
 
 /*! Log the pending Python exception, with its traceback, to the Asterisk log. GIL held. */
@@ -206,9 +550,19 @@ static void log_python_exception(const char *what)
 		text = PyUnicode_Join(empty, lines);
 		Py_DECREF(empty);
 	}
-	/* backslashreplace: a message may hold lone surrogates, which UTF-8 cannot encode */
-	utf8 = text ? PyUnicode_AsEncodedString(text, "utf-8", "backslashreplace") : NULL;
-	ast_log(LOG_ERROR, "%s:\n%s", what, utf8 ? PyBytes_AS_STRING(utf8) : "(no traceback)\n");
+	if (!text && value) {
+		/* formatting the traceback failed (a RecursionError at the limit): the exception alone */
+		PyErr_Clear();
+		text = PyObject_Str(value);
+		utf8 = text ? PyUnicode_AsEncodedString(text, "utf-8", "backslashreplace") : NULL;
+		ast_log(LOG_ERROR, "%s (no traceback):\n%s: %s\n", what, Py_TYPE(value)->tp_name,
+			utf8 ? PyBytes_AS_STRING(utf8) : "");
+	} else {
+		/* backslashreplace: a message may hold lone surrogates, which UTF-8 cannot encode */
+		utf8 = text ? PyUnicode_AsEncodedString(text, "utf-8", "backslashreplace") : NULL;
+		ast_log(LOG_ERROR, "%s:\n%s", what, utf8 ? PyBytes_AS_STRING(utf8) : "(no traceback)\n");
+	}
+	PyErr_Clear();
 	Py_XDECREF(utf8);
 	Py_XDECREF(text);
 	Py_XDECREF(lines);
@@ -312,9 +666,48 @@ static char *split_args(struct pyast_call *call, char **argv)
 	return parse;
 }
 
+/*! One call of an entry (an application, a function read or write) as a job. */
+struct entry_job {
+	struct pyast_job job;       /* first member: entry_run() casts back */
+	enum pyast_kind kind;
+	const char *key;
+	struct pyast_call *call;
+	const char *value;
+	struct ast_str **buf;
+	ssize_t len;
+	struct pyast_result out;
+	int res;
+};
+
+/*! Call the entry and read its result. GIL held. */
+static void entry_run(struct pyast_job *job)
+{
+	struct entry_job *ej = (struct entry_job *) job;
+	char *bytes;
+	Py_ssize_t size;
+
+	if (call_entry(ej->kind, ej->key, ej->call, ej->value, &ej->out)) {
+		return;
+	}
+	if (ej->buf) {
+		if (ej->out.value != Py_None && !PyBytes_AsStringAndSize(ej->out.value, &bytes, &size)) {
+			ast_str_set_substr(ej->buf, ej->len, bytes, size);
+			ej->res = 0;
+		}
+	} else if (PyLong_Check(ej->out.value)) {
+		ej->res = (int) PyLong_AsLong(ej->out.value);
+	}
+	if (PyErr_Occurred()) { /* a value of the wrong type, or an int out of range */
+		log_python_exception("pbx_python internal error (result)");
+		ej->res = -1;
+	}
+	Py_DECREF(ej->out.value);
+}
+
 /*!
- * Run one call from Asterisk: split the arguments, call the entry for \a key with the GIL held,
- * read its result, then (GIL released) apply the variable assignments it left.
+ * Run one call from Asterisk: split the arguments, call the entry for \a key (python_call():
+ * Python's stack, the GIL, a recursion budget), then (GIL released) apply the variable
+ * assignments it left.
  * \param buf where a function read's value goes (NULL for applications and writes)
  * \return the application's or the write's int result, 0 for a read that gave a value; -1 on
  *         failure (logged)
@@ -322,39 +715,27 @@ static char *split_args(struct pyast_call *call, char **argv)
 static int run_call(enum pyast_kind kind, const char *key, struct pyast_call *call,
 	const char *value, struct ast_str **buf, ssize_t len)
 {
-	struct pyast_result out;
+	struct entry_job ej = {
+		.job = { .what = kind_names[kind], .name = call->name, .run = entry_run },
+		.kind = kind, .key = key, .call = call, .value = value, .buf = buf, .len = len, .res = -1,
+	};
 	char *argv[PYAST_MAX_ARGS];
-	char *parse, *bytes;
-	Py_ssize_t size;
-	PyGILState_STATE gil;
-	int res = -1;
+	char *parse;
 
 	if (shutting_down || !(parse = split_args(call, argv))) {
 		return -1;
 	}
-	gil = python_enter();
-	if (!call_entry(kind, key, call, value, &out)) {
-		if (buf) {
-			if (out.value != Py_None && !PyBytes_AsStringAndSize(out.value, &bytes, &size)) {
-				ast_str_set_substr(buf, len, bytes, size);
-				res = 0;
-			}
-		} else if (PyLong_Check(out.value)) {
-			res = (int) PyLong_AsLong(out.value);
-		}
-		if (PyErr_Occurred()) { /* a value of the wrong type, or an int out of range */
-			log_python_exception("pbx_python internal error (result)");
-			res = -1;
-		}
-		Py_DECREF(out.value);
+	python_call(&ej.job);
+	if (ej.job.refused && kind == PYAST_APP && call->chan) {
+		pbx_builtin_setvar_helper(call->chan, "PYTHON_ERROR",
+			"RecursionError: maximum recursion depth exceeded (too little C stack left to run it)");
 	}
-	PyGILState_Release(gil);
-	if (out.sets) {
-		apply_sets(call->chan, out.sets, out.setslen);
-		ast_free(out.sets);
+	if (ej.out.sets) {
+		apply_sets(call->chan, ej.out.sets, ej.out.setslen);
+		ast_free(ej.out.sets);
 	}
 	ast_free(parse);
-	return res;
+	return ej.res;
 }
 
 static int app_exec(struct ast_channel *chan, const char *data)
@@ -381,11 +762,28 @@ static int func_write(struct ast_channel *chan, const char *function, char *data
 	return run_call(PYAST_WRITE, function, &call, S_OR(value, ""), NULL, 0);
 }
 
+/*! A Python CLI command as a job. */
+struct cli_job {
+	struct pyast_job job;       /* first member: cli_run() casts back */
+	struct ast_cli_args *a;
+	struct pyast_out out;
+	int res;
+};
+
+static void cli_run(struct pyast_job *job)
+{
+	struct cli_job *cj = (struct cli_job *) job;
+
+	/* cffi's callback takes the GIL again (nested) and catches what Python raises */
+	cj->res = pyast_on_cli(job->name, cj->a->argc, (const char *const *) cj->a->argv, &cj->out);
+}
+
 static char *cli_handler(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
 {
 	struct pyast_cli *pc = (struct pyast_cli *) e;
-	struct pyast_out out = { NULL };
-	int res;
+	struct cli_job cj = {
+		.job = { .what = "CLI command", .name = pc->command, .run = cli_run }, .a = a, .res = 2,
+	};
 
 	switch (cmd) {
 	case CLI_INIT:
@@ -398,11 +796,14 @@ static char *cli_handler(struct ast_cli_entry *e, int cmd, struct ast_cli_args *
 	if (shutting_down) {
 		return CLI_FAILURE;
 	}
-	res = pyast_on_cli(pc->command, a->argc, (const char *const *) a->argv, &out);
-	if (out.text) {
-		ast_cli(a->fd, "%s", out.text);
+	python_call(&cj.job);
+	if (cj.job.refused) {
+		ast_cli(a->fd, "Not run: too little C stack left on this thread (see the log)\n");
 	}
-	return res == 0 ? CLI_SUCCESS : (res == 1 ? CLI_SHOWUSAGE : CLI_FAILURE);
+	if (cj.out.text) {
+		ast_cli(a->fd, "%s", cj.out.text);
+	}
+	return cj.res == 0 ? CLI_SUCCESS : (cj.res == 1 ? CLI_SHOWUSAGE : CLI_FAILURE);
 }
 
 /* ---- C API for Python (each call is one GIL hand-off: keep them coarse) ---- */
@@ -627,17 +1028,27 @@ static ssize_t pyast_getvar(struct ast_channel *chan, const char *name, const ch
 	return res;
 }
 
+/*
+ * The helpers below that may run Python code again through Asterisk (an application, a function
+ * read or write: names ending in ')' are functions) return PYAST_REFUSED when that code was not
+ * run for lack of stack; Python raises RecursionError for it (asterisk.checked()).
+ */
+
 /*! \brief Set variables in one call; \a sets holds \a len bytes of "name\0value\0" pairs. */
 static int pyast_setvars(struct ast_channel *chan, const char *sets, size_t len)
 {
+	struct pyast_thread *t = reentry_begin();
+
 	apply_sets(chan, sets, len);
-	return 0;
+	return reentry_end(t, 0);
 }
 
 /*! \brief Delete a channel (or global) variable. */
 static int pyast_unsetvar(struct ast_channel *chan, const char *name)
 {
-	return pbx_builtin_setvar_helper(chan, name, NULL);
+	struct pyast_thread *t = reentry_begin();
+
+	return reentry_end(t, pbx_builtin_setvar_helper(chan, name, NULL));
 }
 
 /*!
@@ -664,32 +1075,146 @@ static ssize_t pyast_func_read(struct ast_channel *chan, const char *expr, const
 	/* The function may itself be served by Python and use the per-thread buffer: work in a
 	 * private string and copy the result at the end. */
 	struct ast_str *tmp = ast_str_create(256);
+	struct pyast_thread *t;
 	int ok;
 
 	*out = "";
 	if (!tmp) {
 		return -1;
 	}
+	t = reentry_begin();
 	ok = !ast_func_read2(chan, expr, &tmp, 0); /* may reallocate tmp: read it only after */
-	return hand_out(tmp, ok, out);
+	return reentry_end(t, hand_out(tmp, ok, out));
 }
 
 static int pyast_func_write(struct ast_channel *chan, const char *expr, const char *value)
 {
-	return ast_func_write(chan, expr, value);
+	struct pyast_thread *t = reentry_begin();
+
+	return reentry_end(t, ast_func_write(chan, expr, value));
 }
 
 /*! \brief Substitute ${...} expressions with the channel's variables and functions. */
 static ssize_t pyast_substitute(struct ast_channel *chan, const char *templ, const char **out)
 {
 	struct ast_str *tmp = ast_str_create(256);
+	struct pyast_thread *t;
 
 	*out = "";
 	if (!tmp) {
 		return -1;
 	}
+	t = reentry_begin();
 	ast_str_substitute_variables(&tmp, 0, chan, templ);
-	return hand_out(tmp, 1, out);
+	return reentry_end(t, hand_out(tmp, 1, out));
+}
+
+/*!
+ * Hand \a len bytes, NULs included, to Python through the per-thread result buffer: *out points
+ * to the copy, valid until the next call on this thread. \return \a len, -1 when out of memory.
+ */
+static ssize_t hand_out_bytes(const char *data, size_t len, const char **out)
+{
+	struct ast_str *buf = ast_str_thread_get(&pyast_result_buf, 256);
+
+	if (!buf || ast_str_make_space(&buf, len + 1)) {
+		return -1;
+	}
+	memcpy(ast_str_buffer(buf), data, len);
+	ast_str_buffer(buf)[len] = '\0';
+	*out = ast_str_buffer(buf);
+	return len;
+}
+
+/*!
+ * Append to \a all (which holds *used bytes) the status byte \a status unless it is 0, then
+ * \a n bytes of \a data and a NUL. \return 0, -1 when out of memory.
+ */
+static int append_value(struct ast_str **all, size_t *used, char status, const char *data, size_t n)
+{
+	char *at;
+
+	if (ast_str_make_space(all, *used + n + 2)) {
+		return -1;
+	}
+	at = ast_str_buffer(*all) + *used;
+	if (status) {
+		*at++ = status;
+	}
+	memcpy(at, data, n);
+	at[n] = '\0';
+	*used += n + 1 + (status ? 1 : 0);
+	return 0;
+}
+
+/*!
+ * \brief Substitute several templates in one call (values cannot be confused by their content).
+ * \param templates \a len bytes of NUL-terminated templates, back to back
+ * \return the length of *out: each template's value followed by a NUL (which no value can
+ *         hold), in order; -1 when out of memory.
+ */
+static ssize_t pyast_substitute_each(struct ast_channel *chan, const char *templates, size_t len,
+	const char **out)
+{
+	const char *end = templates + len, *templ;
+	struct ast_str *one = ast_str_create(256), *all = ast_str_create(256);
+	size_t used = 0;
+	ssize_t res = -1;
+
+	struct pyast_thread *t = reentry_begin();
+
+	*out = "";
+	if (one && all) {
+		for (templ = templates; templ < end; templ += strlen(templ) + 1) {
+			/* may run Python functions: the per-thread buffer is written only at the end */
+			ast_str_substitute_variables(&one, 0, chan, templ);
+			if (append_value(&all, &used, 0, ast_str_buffer(one), ast_str_strlen(one))) {
+				break;
+			}
+		}
+		if (templ >= end) {
+			res = hand_out_bytes(ast_str_buffer(all), used, out);
+		}
+	}
+	ast_free(one);
+	ast_free(all);
+	return reentry_end(t, res);
+}
+
+/*!
+ * \brief Read several dialplan functions in one call, each into a buffer of \a maxlen bytes.
+ * A function with a legacy read callback (e.g. PJSIP_HEADER) otherwise gets 4 kB (VAR_BUF_SIZE)
+ * and fails on a longer value, which cannot be told from an absent one.
+ * \param exprs \a len bytes of NUL-terminated expressions, back to back
+ * \return the length of *out: for each expression, '+' and its value, or '-' alone when the read
+ *         failed, followed by a NUL; -1 when out of memory.
+ */
+static ssize_t pyast_func_read_each(struct ast_channel *chan, const char *exprs, size_t len,
+	ssize_t maxlen, const char **out)
+{
+	const char *end = exprs + len, *expr;
+	struct ast_str *one = ast_str_create(256), *all = ast_str_create(256);
+	size_t used = 0;
+	ssize_t res = -1;
+	int ok;
+	struct pyast_thread *t = reentry_begin();
+
+	*out = "";
+	if (one && all) {
+		for (expr = exprs; expr < end; expr += strlen(expr) + 1) {
+			ok = !ast_func_read2(chan, expr, &one, maxlen); /* may reallocate one */
+			if (append_value(&all, &used, ok ? '+' : '-', ok ? ast_str_buffer(one) : "",
+					ok ? ast_str_strlen(one) : 0)) {
+				break;
+			}
+		}
+		if (expr >= end) {
+			res = hand_out_bytes(ast_str_buffer(all), used, out);
+		}
+	}
+	ast_free(one);
+	ast_free(all);
+	return reentry_end(t, res);
 }
 
 /*!
@@ -700,11 +1225,13 @@ static ssize_t pyast_substitute(struct ast_channel *chan, const char *templ, con
 static int pyast_exec(struct ast_channel *chan, const char *app_name, const char *data)
 {
 	struct ast_app *app = pbx_findapp(app_name);
+	struct pyast_thread *t;
 
 	if (!app) {
 		return -2;
 	}
-	return pbx_exec(chan, app, data);
+	t = reentry_begin();
+	return reentry_end(t, pbx_exec(chan, app, data));
 }
 
 /*!
@@ -847,6 +1374,35 @@ static int pyast_ref_hangup(const char *id)
 static int pyast_thread_state_count(void)
 {
 	return ast_atomic_fetchadd_int(&thread_states, 0);
+}
+
+/*! \brief How Python's stack is set up (docs/DESIGN.md, "Stack depth"). */
+static void pyast_stack_info(struct pyast_stack_info *info)
+{
+	size_t size = ast_thread_stack_size();
+
+#ifdef PYAST_STACK_SWITCH
+	size = PYAST_PYSTACK_SIZE;
+	info->pystack_kb = PYAST_PYSTACK_SIZE / 1024;
+#else
+	info->pystack_kb = 0;
+#endif
+	info->thread_kb = ast_thread_stack_size() / 1024;
+	info->unit_bytes = PYAST_UNIT_BYTES;
+	info->reserve_kb = size / 8 / 1024;
+#ifdef PYAST_UNITS
+	info->units = stack_units(size, size);
+#else
+	info->units = 0;
+#endif
+#if PY_VERSION_HEX >= 0x030E0000 || PY_VERSION_HEX < 0x030C0000
+	info->c_limit = 0;
+#elif PY_VERSION_HEX >= 0x030D0000
+	info->c_limit = Py_C_RECURSION_LIMIT;
+#else
+	info->c_limit = C_RECURSION_LIMIT;
+#endif
+	info->stacks = ast_atomic_fetchadd_int(&pystacks, 0);
 }
 
 static void pyast_manager_event(const char *event, const char *body)
@@ -1026,6 +1582,34 @@ static int bind_entry_tables(void)
 
 /* ---- module callbacks ---- */
 
+/*! Loading the configured Python modules as a job: their code runs on Python's stack too. */
+struct load_job {
+	struct pyast_job job;       /* first member: load_run() casts back */
+	const struct pyast_conf_item *items;
+	int n;
+	int reload;
+	int res;
+};
+
+static void load_run(struct pyast_job *job)
+{
+	struct load_job *lj = (struct load_job *) job;
+
+	lj->res = pyast_on_load(lj->items, lj->n, lj->reload);
+}
+
+/*! Load (or reload) the Python modules configured in \a items. \return 0, -1 on failure. */
+static int load_python_modules(const struct pyast_conf_item *items, int n, int reload)
+{
+	struct load_job lj = {
+		.job = { .what = "Loading", .name = "the Python modules", .run = load_run },
+		.items = items, .n = n, .reload = reload, .res = -1,
+	};
+
+	python_call(&lj.job);
+	return lj.res;
+}
+
 static int load_module(void)
 {
 	struct pyast_conf_item *items;
@@ -1069,7 +1653,7 @@ static int load_module(void)
 	python_started = 1;
 	/* Failures in the configured Python modules are logged by Python; the module stays loaded so
 	 * that fixing the code and 'module reload pbx_python.so' is enough. */
-	pyast_on_load(items, n, 0);
+	load_python_modules(items, n, 0);
 	free_config(items, n);
 	return AST_MODULE_LOAD_SUCCESS;
 }
@@ -1087,7 +1671,7 @@ static int reload_module(void)
 		ast_log(LOG_ERROR, "Cannot read %s: reload skipped, the running Python code stays\n", PYAST_CONFIG);
 		return -1;
 	}
-	res = pyast_on_load(items, n, 1);
+	res = load_python_modules(items, n, 1);
 	free_config(items, n);
 	return res ? -1 : 0;
 }

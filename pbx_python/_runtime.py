@@ -463,6 +463,7 @@ def bind(ffi: Any, lib: Any) -> None:
     _ffi, _lib = ffi, lib
     ast.bind(ffi, lib)
     logbridge.install()
+    ast.log(ast.LOG_NOTICE, f"pbx_python: Python {sys.version.split()[0]} C stack: {ast.stack_summary()}")
     from . import builtin_cli  # noqa: F401 - declares the python show ... commands
     state.builtin = builtin_cli.REGISTRY
     _register_with_asterisk(state.builtin)

@@ -33,6 +33,18 @@ class NotInAsterisk(RuntimeError):
     """An Asterisk call was made outside a running Asterisk."""
 
 
+REFUSED = -(2 ** 31)   # PYAST_REFUSED in pbx_python.c
+
+
+def checked(res: int) -> int:
+    """`res` of a C helper that may run Python code again through Asterisk (an application, a
+    function read or write); RecursionError when that code was not run: recursion too deep."""
+    if res == REFUSED:
+        raise RecursionError("maximum recursion depth exceeded while running Python code again "
+                             "through Asterisk")
+    return res
+
+
 def bind(ffi: Any, lib: Any) -> None:
     global _ffi, _lib
     _ffi, _lib = ffi, lib
@@ -146,6 +158,21 @@ def thread_states() -> int:
     return int(lib().pyast_thread_state_count())
 
 
+def stack_summary() -> str:
+    """How Python's C stack is set up on Asterisk's threads (docs/DESIGN.md, "Stack depth")."""
+    info = ffi().new("struct pyast_stack_info *")
+    lib().pyast_stack_info(info)
+    where = (f"{info.pystack_kb} KB of its own on each Asterisk thread ({info.stacks} mapped; "
+             f"Asterisk's threads have {info.thread_kb} KB)" if info.pystack_kb else
+             f"Asterisk's threads' own {info.thread_kb} KB")
+    if not info.units:
+        return f"{where}; recursion limited by Python itself"
+    units = min(info.units, info.c_limit or sys.getrecursionlimit())
+    counted = "C-level calls" if info.c_limit else "calls (Python frames included)"
+    return (f"{where}; recursion budget {units} {counted} per call from Asterisk "
+            f"({info.unit_bytes} bytes each, {info.reserve_kb} KB in reserve)")
+
+
 def register_app(name: str, synopsis: str, description: str) -> int:
     return lib().pyast_register_app(encode(name), encode(synopsis), encode(description))
 
@@ -180,5 +207,5 @@ def global_var(name: str) -> Optional[str]:
 def func_read(expr: str) -> Optional[str]:
     """Read a dialplan function without a channel, e.g. DEVICE_STATE(PJSIP/sopB)."""
     out = ffi().new("const char **")
-    n = lib().pyast_func_read(ffi().NULL, encode(expr), out)
+    n = checked(lib().pyast_func_read(ffi().NULL, encode(expr), out))
     return None if n < 0 else decode(ffi().unpack(out[0], n))

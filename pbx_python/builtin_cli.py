@@ -50,6 +50,7 @@ def show_status(argv: list[str]) -> str:
         f"Applications:    {len(st.registry.apps)}",
         f"Functions:       {len(st.registry.functions)}",
         f"Thread states:   {ast.thread_states()} (Asterisk threads that ran Python and still run)",
+        f"C stack:         {ast.stack_summary()}",
         "Modules:",
     ]
     for m in st.modules:

@@ -209,7 +209,7 @@ class Channel:
 
     def _unset(self, key: bytes) -> None:
         self._flush()
-        ast.lib().pyast_unsetvar(self._c(), key)
+        ast.checked(ast.lib().pyast_unsetvar(self._c(), key))
 
     def get_var(self, name: str, default: Optional[str] = None) -> Optional[str]:
         """A channel variable's value, or `default` when it is not set."""
@@ -227,7 +227,7 @@ class Channel:
         data = name_bytes(expr, "a function expression")
         self._flush()
         out = self._outp()
-        n = ast.lib().pyast_func_read(self._c(), data, out)
+        n = ast.checked(ast.lib().pyast_func_read(self._c(), data, out))
         return None if n < 0 else decode(ast.ffi().unpack(out[0], n))
 
     def func_write(self, expr: str, value: Any) -> bool:
@@ -236,7 +236,7 @@ class Channel:
         data = name_bytes(expr, "a function expression")
         raw = value_bytes(value, f"the value for {expr}")
         self._flush()
-        return ast.lib().pyast_func_write(self._c(), data, raw) == 0
+        return ast.checked(ast.lib().pyast_func_write(self._c(), data, raw)) == 0
 
     def eval(self, template: str) -> str:
         """Substitute ${...} variables and functions in `template`, as the dialplan does."""
@@ -244,7 +244,7 @@ class Channel:
         data = text_bytes(template, "a template")
         self._flush()
         out = self._outp()
-        n = ast.lib().pyast_substitute(self._c(), data, out)
+        n = ast.checked(ast.lib().pyast_substitute(self._c(), data, out))
         return "" if n < 0 else decode(ast.ffi().unpack(out[0], n))
 
     def exec_app(self, app: str, data: str = "") -> int:
@@ -256,7 +256,7 @@ class Channel:
         self._check()
         name, args = name_bytes(app, "an application name"), text_bytes(data, "application data")
         self._flush()
-        res = ast.lib().pyast_exec(self._c(), name, args)
+        res = ast.checked(ast.lib().pyast_exec(self._c(), name, args))
         if res == -2:
             raise ApplicationNotFound(f"no dialplan application named {app!r}")
         return int(res)
@@ -276,13 +276,48 @@ class Channel:
         if self._pending:
             chan = self._c()
             batch = self._take_pending()
-            ast.lib().pyast_setvars(chan, batch, len(batch))
+            ast.checked(ast.lib().pyast_setvars(chan, batch, len(batch)))
 
     def _take_pending(self) -> bytes:
         """The deferred assignments as b"name\\0value\\0...", now cleared."""
         pending = self._pending
         self._pending = ""
         return pending.encode("utf-8", "surrogateescape")   # cannot fail: checked when set
+
+    # ---- several reads in one C call ----
+    def eval_each(self, *templates: str) -> list[str]:
+        """Substitute each template as eval() does, in one C call: one value per template.
+
+        The values come back NUL-separated (a dialplan value cannot hold a NUL), so no content
+        can shift them, unlike several reads joined into one template and split again.
+        """
+        self._flush()
+        if any("\0" in t for t in templates):
+            raise ValueError("a NUL character cannot be passed to Asterisk")
+        data = "".join(f"{t}\0" for t in templates).encode("utf-8", "surrogateescape")
+        out = self._outp()
+        n = ast.checked(ast.lib().pyast_substitute_each(self._c(), data, len(data), out))
+        if n < 0:
+            return [""] * len(templates)
+        return decode(ast.ffi().unpack(out[0], n)).split("\0")[:-1]
+
+    def func_read_each(self, *exprs: str, maxlen: int = 0) -> list[Optional[str]]:
+        """Read each dialplan function expression in one C call; None where a read failed.
+
+        ``maxlen`` > 0 gives each read a buffer of that many bytes: a function with a legacy
+        read callback (e.g. PJSIP_HEADER) otherwise fails on a value over 4 kB.
+        """
+        self._flush()
+        if any("\0" in e for e in exprs):
+            raise ValueError("a NUL character cannot be passed to Asterisk")
+        data = "".join(f"{e}\0" for e in exprs).encode("utf-8", "surrogateescape")
+        out = self._outp()
+        n = ast.checked(ast.lib().pyast_func_read_each(self._c(), data, len(data), maxlen,
+                                                        out))
+        if n < 0:
+            return [None] * len(exprs)
+        items = decode(ast.ffi().unpack(out[0], n)).split("\0")[:-1]
+        return [item[1:] if item[:1] == "+" else None for item in items]
 
 
 class ChannelRef:
@@ -310,7 +345,7 @@ class ChannelRef:
     def get_var(self, name: str, default: Optional[str] = None) -> Optional[str]:
         """A channel variable's value, or `default` when it is not set."""
         out = ast.ffi().new("const char **")
-        n = ast.lib().pyast_ref_getvar(self._key, name_bytes(name), out)
+        n = ast.checked(ast.lib().pyast_ref_getvar(self._key, name_bytes(name), out))
         if n == -2:
             raise self._gone()
         return default if n < 0 else decode(ast.ffi().unpack(out[0], n))
@@ -319,10 +354,10 @@ class ChannelRef:
         """Set (None: delete) a channel variable now; a name ending in ')' writes a function."""
         key = name_bytes(name)
         if value is None:
-            res = ast.lib().pyast_ref_unsetvar(self._key, key)
+            res = ast.checked(ast.lib().pyast_ref_unsetvar(self._key, key))
         else:
             batch = assignment(name, value).encode("utf-8", "surrogateescape")
-            res = ast.lib().pyast_ref_setvars(self._key, batch, len(batch))
+            res = ast.checked(ast.lib().pyast_ref_setvars(self._key, batch, len(batch)))
         if res == -2:
             raise self._gone()
 
@@ -336,7 +371,8 @@ class ChannelRef:
     def func_read(self, expr: str) -> Optional[str]:
         """Read a dialplan function on the channel; None if the read failed."""
         out = ast.ffi().new("const char **")
-        n = ast.lib().pyast_ref_func_read(self._key, name_bytes(expr, "a function expression"), out)
+        data = name_bytes(expr, "a function expression")
+        n = ast.checked(ast.lib().pyast_ref_func_read(self._key, data, out))
         if n == -2:
             raise self._gone()
         return None if n < 0 else decode(ast.ffi().unpack(out[0], n))
@@ -344,7 +380,8 @@ class ChannelRef:
     def eval(self, template: str) -> str:
         """Substitute ${...} in `template` with the channel's variables and functions."""
         out = ast.ffi().new("const char **")
-        n = ast.lib().pyast_ref_substitute(self._key, text_bytes(template, "a template"), out)
+        data = text_bytes(template, "a template")
+        n = ast.checked(ast.lib().pyast_ref_substitute(self._key, data, out))
         if n == -2:
             raise self._gone()
         return "" if n < 0 else decode(ast.ffi().unpack(out[0], n))

@@ -10,7 +10,8 @@ Wire format, version 1 (all values are header-safe ASCII):
         path   the SOPs that routed the call so far, in order, '/'-separated; it ends with o
         h      the number of CallService SIP legs so far (1 on the first leg), decimal
         e      the destination extension (validated charset, sent as is)
-        p1..p4 a non-empty parameter, as unpadded base64url of its UTF-8 bytes (RFC 4648 §5)
+        p1..p4 a non-empty parameter, as unpadded base64url of its bytes (RFC 4648 §5): any
+               byte but NUL, whether or not it is valid UTF-8
         x      the parameters that travel in headers of their own instead, ascending digits
         sig    lowercase hex HMAC-SHA256 over the canonical signing input (only when a shared
                secret is configured)
@@ -26,10 +27,17 @@ Empty vs absent: an empty parameter is not sent at all (neither p<n>= nor in x=)
 listed in x= whose header is missing or empty is an error. The signature covers all four
 parameters, so dropping a non-empty parameter breaks verification.
 
+Parameters are bytes: Asterisk values reach Python as str decoded from UTF-8 with
+``surrogateescape`` (a byte that is not valid UTF-8 becomes a lone surrogate U+DC80..U+DCFF),
+so a parameter is encoded back with ``surrogateescape`` and decoded the same way: every byte
+0x01..0xFF arrives as it was sent. NUL cannot be held by an Asterisk value.
+
 Decoding is strict: raw lengths are bounded before any decoding, base64url must use the
-exact alphabet with canonical (zero) trailing bits, and the bytes must be valid UTF-8 without
-NUL. Every problem with inbound headers raises a subclass of HeaderError; the caller logs it as
-a WARNING and treats the call as carrying no CallService data.
+exact alphabet with canonical (zero) trailing bits, and the bytes must not hold a NUL. Every
+problem with inbound headers raises a subclass of HeaderError; the caller logs it as a WARNING
+and treats the call as carrying no CallService data (never a partial set). check_origin() adds
+the checks that need the receiving node's view: the origin must be the SOP whose trunk
+delivered the call, the path only cluster SOPs.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ import binascii
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 VERSION = "1"
@@ -92,7 +100,7 @@ class InvalidParameterError(CallServiceError):
 
 
 class ParameterTooLongError(InvalidParameterError):
-    """A parameter exceeds MAX_PARAM_BYTES of UTF-8; it is rejected, never truncated."""
+    """A parameter exceeds MAX_PARAM_BYTES bytes; it is rejected, never truncated."""
 
     def __init__(self, index: int, size: int) -> None:
         super().__init__(
@@ -144,8 +152,22 @@ def validate_extension(exten: object) -> str:
     return exten
 
 
+def param_bytes(value: str) -> bytes:
+    """The bytes of a parameter as Asterisk holds them (see the module docstring)."""
+    return value.encode("utf-8", "surrogateescape")
+
+
+def param_text(data: bytes) -> str:
+    """A parameter's bytes as the str Python code sees for that Asterisk value."""
+    return data.decode("utf-8", "surrogateescape")
+
+
 def validate_param(index: int, value: object) -> str:
-    """Check one parameter (1-based ``index``) and return it unchanged."""
+    """Check one parameter (1-based ``index``) and return it unchanged.
+
+    Any byte but NUL is accepted; a str holding a surrogate that does not stand for a byte
+    (outside U+DC80..U+DCFF) is not Asterisk data and is refused.
+    """
     if not isinstance(value, str):
         raise InvalidParameterError(
             index, f"Parameter{index} must be text, not {type(value).__name__}"
@@ -155,10 +177,10 @@ def validate_param(index: int, value: object) -> str:
             index, f"Parameter{index} contains a NUL character, which Asterisk cannot hold"
         )
     try:
-        size = len(value.encode("utf-8"))
+        size = len(param_bytes(value))
     except UnicodeEncodeError:
         raise InvalidParameterError(
-            index, f"Parameter{index} is not valid Unicode text (lone surrogate)"
+            index, f"Parameter{index} holds a lone surrogate that stands for no byte"
         ) from None
     if size > MAX_PARAM_BYTES:
         raise ParameterTooLongError(index, size)
@@ -178,7 +200,11 @@ def validate_params(params: Sequence[str]) -> tuple[str, str, str, str]:
 
 @dataclass(frozen=True)
 class CallMeta:
-    """Routing metadata of one CallService SIP leg (see the module docstring)."""
+    """Routing metadata of one CallService leg (see the module docstring).
+
+    ``hop`` is the number of CallService SIP legs the call has used (failed ones included):
+    1..99 on the wire; 0 is allowed for a local delivery on the node the call started on.
+    """
 
     origin: str
     path: tuple[str, ...]
@@ -196,14 +222,23 @@ class CallMeta:
             raise CallServiceError(
                 f"path {';'.join(self.path)!r} must end with the origin {self.origin!r}"
             )
-        if type(self.hop) is not int or not 1 <= self.hop <= MAX_WIRE_HOP:
-            raise CallServiceError(f"hop must be an integer in 1..{MAX_WIRE_HOP}")
+        if type(self.hop) is not int or not 0 <= self.hop <= MAX_WIRE_HOP:
+            raise CallServiceError(f"hop must be an integer in 0..{MAX_WIRE_HOP}")
 
     @classmethod
     def outbound(cls, local_sop: str, exten: str, visited: Sequence[str], hop: int) -> CallMeta:
-        """Metadata for a leg this SOP sends: origin=local, path=visited+local, hop+1."""
-        path = tuple(s for s in visited if s != local_sop) + (local_sop,)
-        return cls(origin=local_sop, path=path, hop=hop + 1, exten=exten)
+        """Metadata for a SIP leg this SOP sends when ``hop`` legs are used already:
+        origin=local, path=visited+local, hop+1."""
+        return cls(origin=local_sop, path=_path_to(local_sop, visited), hop=hop + 1, exten=exten)
+
+    @classmethod
+    def local(cls, local_sop: str, exten: str, visited: Sequence[str], hop: int) -> CallMeta:
+        """Metadata for a local delivery (no SIP leg): as outbound(), but hop stays."""
+        return cls(origin=local_sop, path=_path_to(local_sop, visited), hop=hop, exten=exten)
+
+
+def _path_to(local_sop: str, visited: Sequence[str]) -> tuple[str, ...]:
+    return tuple(s for s in visited if s != local_sop) + (local_sop,)
 
 
 @dataclass(frozen=True)
@@ -229,8 +264,8 @@ def encode_bytes(data: bytes) -> str:
 
 
 def encode_param(value: str) -> str:
-    """Unpadded base64url of the UTF-8 bytes of an already validated parameter."""
-    return encode_bytes(value.encode("utf-8"))
+    """Unpadded base64url of the bytes of an already validated parameter."""
+    return encode_bytes(param_bytes(value))
 
 
 def decode_param(header: str, raw: str) -> str:
@@ -252,13 +287,10 @@ def decode_param(header: str, raw: str) -> str:
         raise HeaderError(f"{header}: non-canonical base64url (stray trailing bits)")
     if len(data) > MAX_PARAM_BYTES:  # pragma: no cover - implied by the character limit
         raise HeaderError(f"{header}: {len(data)} bytes; the limit is {MAX_PARAM_BYTES}")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise HeaderError(f"{header}: decoded bytes are not valid UTF-8") from None
-    if "\x00" in text:
-        raise HeaderError(f"{header}: decoded value contains a NUL character")
-    return text
+    if 0 in data:
+        raise HeaderError(f"{header}: decoded value contains a NUL byte, which Asterisk cannot "
+                          "hold")
+    return param_text(data)
 
 
 # ---------------------------------------------------------------------------- signature
@@ -275,7 +307,7 @@ def signing_input(meta: CallMeta, params: Sequence[str], version: str = VERSION)
     )
     out = bytearray()
     for field in fields:
-        data = field if isinstance(field, bytes) else field.encode("utf-8")
+        data = field if isinstance(field, bytes) else param_bytes(field)
         out += b"%d:%s," % (len(data), data)
     return bytes(out)
 
@@ -303,6 +335,8 @@ def encode_headers(
     Raises InvalidParameterError (ParameterTooLongError for size) naming the parameter.
     """
     values = validate_params(params)
+    if meta.hop < 1:
+        raise CallServiceError("a SIP leg carries a hop count of at least 1")
     encoded = {i: encode_param(v) for i, v in enumerate(values, start=1) if v}
     head = f"v={VERSION};o={meta.origin};path={PATH_SEP.join(meta.path)};h={meta.hop};e={meta.exten}"
     tail = f";sig={sign(meta, values, secret)}" if secret is not None else ""
@@ -421,3 +455,87 @@ def decode_headers(
             raise SignatureError(f"{HDR_ROUTE}: signature does not match")
         verified = True
     return DecodedCall(meta=meta, params=params, verified=verified)
+
+
+def check_origin(meta: CallMeta, came_from: str, sops: Collection[str]) -> None:
+    """Check decoded metadata against the receiving node's view; raise HeaderError if wrong.
+
+    ``came_from`` is the cluster SOP whose trunk endpoint delivered the call: the origin (the
+    SOP that sent this leg) must be that one. The path must name only cluster SOPs, each once,
+    and cannot be longer than the hop count (each SOP on it sent at least one leg).
+    """
+    if meta.origin != came_from:
+        raise HeaderError(f"{HDR_ROUTE}: origin o={meta.origin} but the call arrived on the trunk "
+                          f"of SOP {came_from}")
+    unknown = [sop for sop in meta.path if sop not in sops]
+    if unknown:
+        raise HeaderError(f"{HDR_ROUTE}: path names {unknown[0]}, which is not a cluster SOP")
+    if len(set(meta.path)) != len(meta.path):
+        raise HeaderError(f"{HDR_ROUTE}: path {PATH_SEP.join(meta.path)} names a SOP twice")
+    if len(meta.path) > meta.hop:
+        raise HeaderError(f"{HDR_ROUTE}: path {PATH_SEP.join(meta.path)} is longer than the hop "
+                          f"count h={meta.hop}")
+
+
+# ---------------------------------------------------------------------------- pre-dial argument
+#
+# What CallService's pre-dial handler adds to an outgoing leg travels in the handler's own
+# argument (Dial's b() option), never in module state that a reload could replace while the leg
+# is dialled: ``<kind>~<length of the rest>~<fields, ~-separated>``. Kind R (remote leg): the
+# header values, route header first, then the parameter headers its x= lists. Kind L (local
+# delivery): origin, path, hop, extension and the four parameters in base64url. Every field is
+# made of header-safe characters, none of which Dial, Gosub or the substitution of ${ARG1}
+# treat specially ('~' is in no field alphabet); the length shows any truncation.
+
+LEG_REMOTE = "R"
+LEG_LOCAL = "L"
+_LEG_SEP = "~"
+
+
+@dataclass(frozen=True)
+class LegData:
+    """A parsed pre-dial argument: headers for a remote leg, or meta and params for a local one."""
+
+    headers: tuple[tuple[str, str], ...] = ()
+    meta: CallMeta | None = None
+    params: tuple[str, str, str, str] = ("", "", "", "")
+
+
+def _leg(kind: str, fields: Sequence[str]) -> str:
+    body = _LEG_SEP.join(fields)
+    return f"{kind}{_LEG_SEP}{len(body)}{_LEG_SEP}{body}"
+
+
+def remote_leg(headers: Sequence[tuple[str, str]]) -> str:
+    """The pre-dial argument of a remote leg, from encode_headers()."""
+    return _leg(LEG_REMOTE, [value for _, value in headers])
+
+
+def local_leg(meta: CallMeta, params: Sequence[str]) -> str:
+    """The pre-dial argument of a local delivery."""
+    values = validate_params(params)
+    return _leg(LEG_LOCAL, [meta.origin, PATH_SEP.join(meta.path), str(meta.hop), meta.exten,
+                            *(encode_param(v) for v in values)])
+
+
+def parse_leg(argument: str) -> LegData:
+    """Parse a pre-dial argument; CallServiceError if it is not one CallService made, or cut."""
+    kind, _, rest = argument.partition(_LEG_SEP)
+    size, _, body = rest.partition(_LEG_SEP)
+    if (kind not in (LEG_REMOTE, LEG_LOCAL) or not (size.isascii() and size.isdigit())
+            or int(size) != len(body)):
+        raise CallServiceError("the argument is not one CallService gives, or it was cut")
+    fields = body.split(_LEG_SEP)
+    if kind == LEG_REMOTE:
+        listed = listed_params(fields[0])
+        if len(fields) != 1 + len(listed):
+            raise CallServiceError("the parameter headers do not match the route header")
+        return LegData(headers=tuple(zip((HDR_ROUTE, *listed), fields)))
+    if len(fields) != 4 + NUM_PARAMS:
+        raise CallServiceError("the local delivery's fields are missing")
+    origin, path, hop, exten, *encoded = fields
+    if not (hop.isascii() and hop.isdigit()):
+        raise CallServiceError(f"hop {shown(hop, 20)} is not a number")
+    meta = CallMeta(origin=origin, path=tuple(path.split(PATH_SEP)), hop=int(hop), exten=exten)
+    p1, p2, p3, p4 = (decode_param(f"Parameter{i}", e) for i, e in enumerate(encoded, start=1))
+    return LegData(meta=meta, params=(p1, p2, p3, p4))

@@ -11,9 +11,20 @@ runs CallService again for the same extension):
   between nodes. In particular node B, reached from A, asked for sop1=A sop2=B, refuses A
   (came from there) and delivers locally - whether or not B is listed in ``visited``.
 * a REMOTE SOP is refused when it is the SOP the call came from (CAME_FROM), is in the
-  visited path (VISITED), or when ``hop >= max_hops`` (HOP_LIMIT) - checked in that order.
+  visited path (VISITED), or when the SIP legs already used reach ``max_hops`` (HOP_LIMIT) -
+  checked in that order.
 * when every non-empty, non-duplicate candidate was refused for a loop reason, the status is
   LOOP. A known-down SOP counts as a node-level failure instead (UNAVAILABLE).
+
+What max_hops counts: the CallService SIP legs (INVITEs) one routed call causes, on every node,
+failed legs included. Each leg carries ``h`` = the legs used so far, itself included: the legs
+along its path and every failed leg before it (a failover leg counts the leg that failed). A
+node sends no leg whose ``h`` would exceed max_hops (``run`` checks it before each remote
+step). A node that received the call over a CallService leg and then used or refused legs
+itself makes sure the sender spends no more: it answers 482 (loop) or 483 (legs used
+downstream) instead of any response the sender would fail over on (``reject_response``), and
+the sender takes 482/483 as final (``classify_dial``). So the legs of the whole routing tree
+stay within max_hops.
 """
 
 from __future__ import annotations
@@ -65,6 +76,12 @@ class Disposition(StrEnum):
     FINAL = "FINAL"        # routing stops; Outcome.status is the call's status
     FAILOVER = "FAILOVER"  # node-level failure: try the next candidate
     REFUSED = "REFUSED"    # not attempted, to avoid a loop
+    LOCAL = "LOCAL"        # this node could not place the leg (its own resources): try the
+                           # next candidate; the SOP is not counted as failed
+
+
+#: Label of a LOCAL outcome: no outgoing channel could be created or called on this node.
+LOCAL_FAILURE = "LOCAL_FAILURE"
 
 
 # ---------------------------------------------------------------------------- plan
@@ -257,10 +274,19 @@ class Outcome:
     disposition: Disposition
     label: str
     status: Status | None = None  # set iff disposition is FINAL
+    # The step reached something: for a remote step a SIP leg (INVITE) may have left this node
+    # (it counts for max_hops); for the local SOP a local delivery was placed.
+    sent: bool = True
 
     @property
     def failover(self) -> bool:
+        """A node-level failure of the SOP (counted in its failovers)."""
         return self.disposition is Disposition.FAILOVER
+
+
+def local_failure() -> Outcome:
+    """The outcome of a step this node could not place (see Disposition.LOCAL)."""
+    return Outcome(Disposition.LOCAL, LOCAL_FAILURE, sent=False)
 
 
 def _final(status: Status, label: str | None = None) -> Outcome:
@@ -274,13 +300,15 @@ def _failover(label: str) -> Outcome:
 def skip_outcome(reason: SkipReason) -> Outcome | None:
     """Outcome recorded for a skipped step; None for EMPTY/DUPLICATE/UNKNOWN_SOP (unrecorded)."""
     if reason in LOOP_REASONS:
-        return Outcome(Disposition.REFUSED, reason.value)
+        return Outcome(Disposition.REFUSED, reason.value, sent=False)
     if reason is SkipReason.KNOWN_DOWN:
-        return _failover(reason.value)
+        return Outcome(Disposition.FAILOVER, reason.value, sent=False)
     return None
 
 
 _SIP_CODE_RE = re.compile(r"\s*SIP\s+([1-6][0-9]{2})\b")
+SIP_LOOP_DETECTED = 482
+SIP_TOO_MANY_HOPS = 483
 _CAUSE_USER_BUSY = 17
 _CAUSE_CALL_REJECTED = 21
 _DIALSTATUS_FINAL = {
@@ -325,7 +353,9 @@ def classify_dial(
     Order: ANSWER and CANCEL always win; then the SIP code, when there is one; then DIALSTATUS
     and the Asterisk cause. SIP mapping: 486/600 -> BUSY; 603 -> BUSY labelled DECLINED;
     408/480 after progress -> NOANSWER (the remote callflow rang and gave up); 487 -> decided
-    by DIALSTATUS (we cancelled it); any other 4xx/5xx/6xx -> FAILOVER labelled SIP<code>.
+    by DIALSTATUS (we cancelled it); 482 Loop Detected / 483 Too Many Hops -> LOOP (the next
+    node refused the call for a loop, or used the legs max_hops allows: no failover may add
+    more); any other 4xx/5xx/6xx -> FAILOVER labelled SIP<code>.
     Without a SIP code: CHANUNAVAIL (no reachable contact, cause 3; progress timeout) ->
     FAILOVER UNREACHABLE, or DECLINED/BUSY for cause 21 (a local callflow's rejection);
     CONGESTION -> FAILOVER; BUSY/NOANSWER -> final; INVALIDARGS and unknown -> FAILOVER.
@@ -342,6 +372,8 @@ def classify_dial(
             return _final(Status.BUSY, "DECLINED")
         if progressed and code in (408, 480):
             return _final(Status.NOANSWER)
+        if code in (SIP_LOOP_DETECTED, SIP_TOO_MANY_HOPS):
+            return _final(Status.LOOP, f"SIP{code}")
         return _failover(f"SIP{code}")
 
     cause = _cause_number(hangupcause)
@@ -360,6 +392,22 @@ def classify_dial(
     return _failover("UNKNOWN")
 
 
+def never_sent(dialstatus: str, tech_cause: str | None, progressed: bool, elapsed: float,
+               progress_timeout: float | None) -> bool:
+    """Whether a remote leg's Dial result shows that no INVITE can have left this node.
+
+    That is CHANUNAVAIL without any SIP response or progress, returned sooner than a silent SOP
+    could end a Dial (its progress timeout; without one, SIP timer B, far longer than 1 s):
+    Dial never waited on the leg, because the outgoing channel could not be created or called
+    here (e.g. no RTP port), or because no reachable contact was found when it was requested.
+    """
+    if (dialstatus or "").strip().upper() != "CHANUNAVAIL" or progressed:
+        return False
+    if sip_code(tech_cause) is not None:
+        return False
+    return elapsed < (progress_timeout if progress_timeout else 1.0)
+
+
 # ---------------------------------------------------------------------------- results
 
 @dataclass(frozen=True)
@@ -375,7 +423,8 @@ def final_status(attempts: Sequence[Attempt]) -> tuple[Status, str | None]:
 
     The first FINAL attempt decides (its status and SOP). Otherwise LOOP when every recorded
     attempt was REFUSED for a loop reason, else UNAVAILABLE (every candidate failed at node
-    level or was known down). No attempts at all means the plan was invalid: INVALIDARGS.
+    level, was known down, or could not be placed here). No attempts at all means the plan was
+    invalid: INVALIDARGS.
     """
     for attempt in attempts:
         if attempt.outcome.disposition is Disposition.FINAL:
@@ -391,11 +440,12 @@ def final_status(attempts: Sequence[Attempt]) -> tuple[Status, str | None]:
 def format_tried(attempts: Sequence[Attempt]) -> str:
     """``sop:LABEL`` entries in order, comma-separated, e.g. ``sopB:SIP503,sopC:ANSWER``.
 
-    Labels: ANSWER BUSY DECLINED NOANSWER CANCEL DONTCALL TORTURE (final);
-    UNREACHABLE CONGESTION SIP<code> DIALINVALID UNKNOWN KNOWN_DOWN (node-level);
-    CAME_FROM VISITED HOP_LIMIT (loop refusals). Entries run in slot order up to the
-    attempt that ended the routing; EMPTY, DUPLICATE and UNKNOWN_SOP slots are not listed.
-    SOP names and labels never contain ':' or ','.
+    Labels: ANSWER BUSY DECLINED NOANSWER CANCEL DONTCALL TORTURE SIP482 SIP483 (final);
+    UNREACHABLE CONGESTION SIP<code> DIALINVALID UNKNOWN KNOWN_DOWN NOTHERE (node-level);
+    LOCAL_FAILURE (this node could not place the leg); CAME_FROM VISITED HOP_LIMIT DELIVERED
+    (loop refusals). Entries run in slot order up to the attempt that ended the routing;
+    EMPTY, DUPLICATE and UNKNOWN_SOP slots are not listed. SOP names and labels never contain
+    ':' or ','.
     """
     return ",".join(f"{a.sop}:{a.outcome.label}" for a in attempts)
 
@@ -406,30 +456,100 @@ class RoutingResult:
     sop: str | None  # SOP whose attempt ended the routing (None unless a FINAL attempt)
     attempts: tuple[Attempt, ...]
     error: str | None = None  # the plan error when status is INVALIDARGS
+    legs: int = 0  # SIP legs this routing sent (those that may have left this node)
 
     @property
     def tried(self) -> str:
         return format_tried(self.attempts)
 
+    @property
+    def reached(self) -> bool:
+        """Whether any step reached a node or a local service (a SIP leg sent, or a local
+        delivery placed): what happens there may use further legs."""
+        return any(a.outcome.sent for a in self.attempts)
 
-def run(routing_plan: Plan, dial: Callable[[Step], Outcome]) -> RoutingResult:
+
+def run(routing_plan: Plan, dial: Callable[[Step, int], Outcome], hop: int = 0,
+        max_hops: int | None = None) -> RoutingResult:
     """Walk the plan in order: record skips, ``dial`` candidates, stop at the first FINAL.
 
-    ``dial`` performs the Asterisk side for one candidate step and returns its Outcome
-    (normally from classify_dial). It is never called for an invalid plan.
+    ``dial(step, used)`` performs the Asterisk side for one candidate step, ``used`` being the
+    SIP legs the call has used so far (a remote leg carries ``used + 1``), and returns its
+    Outcome (normally from classify_dial). ``hop`` is the legs used before this routing; a
+    remote step is refused (HOP_LIMIT) when ``hop`` plus the legs this routing has sent reach
+    ``max_hops``. ``dial`` is never called for an invalid plan.
     """
     if routing_plan.error is not None:
         return RoutingResult(Status.INVALIDARGS, None, (), routing_plan.error)
     attempts: list[Attempt] = []
+    legs = 0
     for step in routing_plan.steps:
         if step.skip is not None:
             outcome = skip_outcome(step.skip)
             if outcome is not None:
                 attempts.append(Attempt(step.sop, outcome))
             continue
-        outcome = dial(step)
+        if step.kind is Kind.REMOTE and max_hops is not None and hop + legs >= max_hops:
+            attempts.append(Attempt(step.sop, Outcome(Disposition.REFUSED,
+                                                      SkipReason.HOP_LIMIT.value, sent=False)))
+            continue
+        outcome = dial(step, hop + legs)
+        if step.kind is Kind.REMOTE and outcome.sent:
+            legs += 1
         attempts.append(Attempt(step.sop, outcome))
         if outcome.disposition is Disposition.FINAL:
             break
     status, sop = final_status(attempts)
-    return RoutingResult(status, sop, tuple(attempts))
+    return RoutingResult(status, sop, tuple(attempts), legs=legs)
+
+
+# ---------------------------------------------------------------------------- receiving side
+
+#: chan_pjsip's hangup_cause2sip(): the final response an unanswered inbound PJSIP channel
+#: sends for its hangup cause (any other cause, 16 normal clearing included: 603).
+_CAUSE_TO_SIP = {
+    1: 404, 2: 404, 3: 404, 17: 486, 18: 408, 19: 480, 20: 480, 21: 403, 22: 410, 23: 302,
+    27: 502, 28: 484, 29: 501, 31: 480, 34: 503, 38: 500, 42: 503, 58: 488, 66: 503, 127: 500,
+}
+
+
+def sip_response_for_cause(cause: int | str | None) -> int:
+    """The SIP final response chan_pjsip sends for a hangup cause on an unanswered call."""
+    number = _cause_number(cause)
+    return _CAUSE_TO_SIP.get(number or 0, 603)
+
+
+def arm_code(result: RoutingResult) -> int | None:
+    """On a call that arrived over a CallService leg: the response (482 or 483) this node must
+    give instead of one the sender would fail over on, if the call ends unanswered; None when
+    the sender may still fail over.
+
+    482 when the routing ended LOOP for a loop reason (not when the only refusals say the
+    call was already delivered here for this extension: the callflow serves it, and what it
+    answers is the service's outcome). 483 when this routing reached further (a SIP leg, or a
+    local delivery whose service may have routed too): the sender cannot know how many legs
+    that used. Nothing after ANSWER or CANCEL (the call was answered, or the caller left).
+    """
+    if result.status in (Status.ANSWER, Status.CANCEL, Status.INVALIDARGS):
+        return None
+    if result.status is Status.LOOP:
+        delivered_only = all(a.outcome.label == SkipReason.DELIVERED.value
+                             for a in result.attempts)
+        if not delivered_only:
+            return SIP_LOOP_DETECTED
+    if result.reached:
+        return SIP_TOO_MANY_HOPS
+    return None
+
+
+def reject_response(armed: int, cause: int | str | None, status: str) -> int | None:
+    """The response to send instead (``armed``), or None to leave the call's own response.
+
+    The call's own response (from its hangup cause) stands when the sender takes it as final
+    without failing over: 486 (BUSY), 603 (DECLINED, also Hangup() without a cause), and 408/480
+    after a routing that ended NOANSWER (the sender saw the ringing it relayed).
+    """
+    own = sip_response_for_cause(cause)
+    if own in (486, 600, 603) or (status == Status.NOANSWER.value and own in (408, 480)):
+        return None
+    return armed

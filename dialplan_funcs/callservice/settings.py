@@ -11,16 +11,18 @@ The C side reads the file with Asterisk's config parser and passes the section a
     service_context   required; dialplan context where local services run
     progress_timeout  seconds, default 2.0; 0 disables (then a dead node costs timer B)
     answer_timeout    seconds, default none (no limit); 0 also means no limit
-    max_hops          CallService SIP legs a call may take, default 2 (1..16)
+    max_hops          CallService SIP legs (INVITEs) one routed call may cause on all nodes
+                      together, failed legs included, default 2 (1..16); see routing.py
     secret            optional shared HMAC secret (>= 16 characters); when set, inbound
                       CallService headers must carry a valid signature
 
 Why max_hops defaults to 2: loops are already prevented by the path and came-from rules
-while headers survive, so the hop limit is a backstop that bounds setup delay. 1 would
-forbid any re-route by the node that received the call (service chaining across SOPs,
-or a secondary reaching a primary that it can see but the first node could not); 2 allows
-exactly one such re-route and caps the worst case at two SIP legs (two progress timeouts).
-Operators who want "a node that receives a CallService call never re-routes it" set 1.
+while headers survive, so the hop limit is a backstop that bounds setup delay. It counts
+every leg, failovers included, so 1 would forbid both a failover to sop2 after a leg to
+sop1 was sent and any re-route by the node that received the call (service chaining across
+SOPs); 2 allows one of them and caps the worst case at two SIP legs (two progress timeouts).
+Operators who want "a node that receives a CallService call never re-routes it" while
+keeping failover set 2 and route received calls with plain Dial, or raise it for chains.
 
 Unknown or repeated keys are errors (a typo must not silently change routing). All problems
 are collected and reported together in one SettingsError.

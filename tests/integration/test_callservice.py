@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import re
 import signal
 import time
@@ -20,11 +21,14 @@ SOPS = ("sopA", "sopB", "sopC")
 
 
 def pick_hosts(names=SOPS) -> dict[str, str]:
-    """Free 127.0.0.N addresses (SIP 5060 and AMI 5038 unused), outside the phones range."""
+    """Free 127.0.0.N addresses (SIP 5060 and AMI 5038 unused), outside the phones range, tried
+    in random order: suites running at the same time would otherwise all take the lowest free
+    ones, and an address taken between the check and Asterisk's bind fails a test for nothing."""
     hosts: dict[str, str] = {}
     for name in names:
         hosts[name] = free_loopback_host(udp_ports=(5060,), tcp_ports=(5038,),
-                                         candidates=range(11, 190), exclude=hosts.values())
+                                         candidates=random.sample(range(11, 190), 179),
+                                         exclude=hosts.values())
     return hosts
 RESULT = ("Verbose(0,RESULT STATUS=${CALLSERVICE_STATUS} SOP=${CALLSERVICE_SOP} "
           "TRIED=${CALLSERVICE_TRIED})")

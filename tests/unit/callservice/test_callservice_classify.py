@@ -53,8 +53,6 @@ def test_dialstatus_without_sip_code(dialstatus, cause, tech, expected):
     ("CHANUNAVAIL", 102, "SIP 504 Server Time-out", failover("SIP504")),
     ("CHANUNAVAIL", 21, "SIP 403 Forbidden", failover("SIP403")),
     ("CHANUNAVAIL", 21, "SIP 401 Unauthorized", failover("SIP401")),
-    ("CHANUNAVAIL", 127, "SIP 482 Loop Detected", failover("SIP482")),
-    ("NOANSWER", 19, "SIP 483 Too Many Hops", failover("SIP483")),
     ("CHANUNAVAIL", 58, "SIP 488 Not Acceptable Here", failover("SIP488")),
 ])
 def test_sip_response_classification(dialstatus, cause, tech, expected):
@@ -105,3 +103,15 @@ def test_failover_property_is_true_only_for_failover():
 ])
 def test_sip_code_is_parsed_from_the_tech_cause(text, code):
     assert sip_code(text) == code
+
+
+@pytest.mark.parametrize("dialstatus, cause, tech, label", [
+    ("CHANUNAVAIL", 127, "SIP 482 Loop Detected", "SIP482"),
+    ("NOANSWER", 19, "SIP 483 Too Many Hops", "SIP483"),
+])
+@pytest.mark.parametrize("progressed", [False, True])
+def test_loop_detected_and_too_many_hops_are_final_loop_never_failover(dialstatus, cause, tech,
+                                                                        label, progressed):
+    # The next node refused for a loop, or used the legs max_hops allows downstream: another
+    # SOP would only add legs.
+    assert result(dialstatus, cause, tech, progressed=progressed) == final(Status.LOOP, label)

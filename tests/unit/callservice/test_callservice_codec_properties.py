@@ -138,13 +138,14 @@ def test_parameter_containing_nul_is_rejected(text, pos):
 
 
 @given(st.binary(max_size=1100))
-def test_decoding_arbitrary_base64url_never_returns_invalid_text(data):
+def test_decoding_arbitrary_base64url_gives_exactly_those_bytes_or_an_error(data):
     raw = codec.encode_bytes(data)
     try:
         text = codec.decode_param("X-CallService-P1", raw)
     except codec.HeaderError:
+        assert 0 in data or len(data) > 1024
         return
-    assert text.encode("utf-8") == data and "\x00" not in text and len(data) <= 1024
+    assert codec.param_bytes(text) == data
 
 
 @given(st.text(max_size=60))

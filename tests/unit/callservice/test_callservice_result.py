@@ -22,9 +22,11 @@ def scripted(*outcomes):
     calls = []
     queue = list(outcomes)
 
-    def dial(step):
+    def dial(step, used):
         calls.append(step)
+        dial.used.append(used)
         return queue.pop(0)
+    dial.used = []
     dial.calls = calls
     return dial
 
@@ -76,7 +78,7 @@ def test_empty_duplicate_and_unknown_skips_are_not_recorded(reason):
 
 def test_loop_skips_are_refusals():
     for reason in (SkipReason.CAME_FROM, SkipReason.VISITED, SkipReason.HOP_LIMIT):
-        assert skip_outcome(reason) == Outcome(Disposition.REFUSED, reason.value)
+        assert skip_outcome(reason) == Outcome(Disposition.REFUSED, reason.value, sent=False)
 
 
 def test_tried_lists_sop_and_label_in_order():
