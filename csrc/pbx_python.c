@@ -236,7 +236,7 @@ struct pyast_result {
 static int call_entry(enum pyast_kind kind, const char *key, struct pyast_call *call,
 	const char *value, struct pyast_result *out)
 {
-	PyObject *stack[PYAST_MAX_ARGS + 3];
+	PyObject *small[PYAST_MAX_ARGS + 3], **stack = small;
 	PyObject *name, *entry, *result;
 	Py_ssize_t n = 0, i;
 
@@ -254,6 +254,10 @@ static int call_entry(enum pyast_kind kind, const char *key, struct pyast_call *
 			ast_log(LOG_ERROR, "%s %s is not provided by any Python module\n", kind_names[kind], call->name);
 		}
 		return -1;
+	}
+	if (call->argc + 3 > (int) ARRAY_LEN(small)
+		&& !(stack = ast_malloc((call->argc + 3) * sizeof(*stack)))) {
+		return -1; /* more arguments than PYAST_MAX_ARGS (split_args allows any number) */
 	}
 	Py_INCREF(entry); /* a reload may replace it in the table while it runs */
 	stack[n++] = PyLong_FromVoidPtr(call);
@@ -275,6 +279,9 @@ static int call_entry(enum pyast_kind kind, const char *key, struct pyast_call *
 	}
 	for (i = 0; i < n; i++) {
 		Py_XDECREF(stack[i]);
+	}
+	if (stack != small) {
+		ast_free(stack);
 	}
 	Py_DECREF(entry);
 	if (!result) {
@@ -300,16 +307,36 @@ static int call_entry(enum pyast_kind kind, const char *key, struct pyast_call *
 	return 0;
 }
 
-/*! Split the argument string as AST_STANDARD_APP_ARGS does; returns the copy to ast_free. */
+/*!
+ * Split the argument string as AST_STANDARD_APP_ARGS does, into \a argv (PYAST_MAX_ARGS
+ * entries) or, for more arguments, into an array allocated with the copy: every argument is
+ * passed on its own, none is left joined to the last. Returns the block to ast_free.
+ */
 static char *split_args(struct pyast_call *call, char **argv)
 {
-	char *parse = ast_strdup(call->data);
+	const char *data = S_OR(call->data, ""), *c;
+	size_t len = strlen(data), slots = 2; /* one more than the most arguments there are */
+	char *block, *parse;
 
-	if (parse) {
-		call->argv = argv;
-		call->argc = __ast_app_separate_args(parse, ',', 1, argv, PYAST_MAX_ARGS);
+	for (c = data; *c; c++) {
+		slots += *c == ',';
 	}
-	return parse;
+	if (slots <= PYAST_MAX_ARGS) {
+		block = parse = ast_strdup(data);
+	} else {
+		block = ast_malloc(slots * sizeof(*argv) + len + 1);
+		argv = (char **) block;
+		parse = block ? block + slots * sizeof(*argv) : NULL;
+	}
+	if (block) {
+		if (parse != block) {
+			memcpy(parse, data, len + 1);
+		}
+		call->argv = argv;
+		call->argc = __ast_app_separate_args(parse, ',', 1, argv, slots <= PYAST_MAX_ARGS ?
+			PYAST_MAX_ARGS : slots);
+	}
+	return block;
 }
 
 /*!

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 
 from . import asterisk as ast
 from . import config as config_mod
-from . import loader, logbridge
+from . import loader, logbridge, signals
 from .channel import Channel
 from .values import NUL_MESSAGE, value_bytes
 from .registry import AppSpec, CliSpec, FuncSpec, Registry, Stats
@@ -463,6 +463,7 @@ def bind(ffi: Any, lib: Any) -> None:
     _ffi, _lib = ffi, lib
     ast.bind(ffi, lib)
     logbridge.install()
+    signals.install()
     from . import builtin_cli  # noqa: F401 - declares the python show ... commands
     state.builtin = builtin_cli.REGISTRY
     _register_with_asterisk(state.builtin)

@@ -1,8 +1,10 @@
 """The channel a Python application or function runs for, and references to live channels.
 
 `Channel` is designed for few C calls: identity fields come from one snapshot taken on first
-use, and variable assignments are deferred and applied in one batch (at the next C call, or by
-the C trampoline after the Python callback returns). Reads always see earlier assignments.
+use (taken again after anything that may change them: assignments, function reads and writes,
+eval, exec_app), and variable assignments are deferred and applied in one batch (at the next C
+call, or by the C trampoline after the Python callback returns). Reads, identity included,
+always see earlier assignments.
 
 Lifetime: a `Channel` holds the raw address of Asterisk's channel, which is valid only while
 the call it was given for runs (Asterisk may free the channel as soon as the application
@@ -18,7 +20,7 @@ from typing import Any, Mapping, Optional
 
 from . import asterisk as ast
 from .asterisk import decode
-from .values import assignment, name_bytes, text_bytes, value_bytes
+from .values import MAX_DIALPLAN_TEXT, assignment, name_bytes, text_bytes, value_bytes
 
 
 class ApplicationNotFound(LookupError):
@@ -96,6 +98,8 @@ class Channel:
     def _field(self, name: str) -> str:
         if self._gone or get_ident() != self._thread:
             self._check()
+        if self._pending:
+            self._flush()    # an assignment may change the identity (CALLERID(num), ...)
         if self._info is None:
             out = self._outp()
             n = ast.lib().pyast_chan_info(self._c(), out)
@@ -189,7 +193,9 @@ class Channel:
         if self._gone or get_ident() != self._thread:
             self._check()
         if (type(name) is str and type(value) is str and name and name.isascii()
-                and value.isascii() and "\0" not in name and "\0" not in value):
+                and value.isascii() and "\0" not in name and "\0" not in value
+                and len(name) <= MAX_DIALPLAN_TEXT
+                and (len(value) <= MAX_DIALPLAN_TEXT or name[-1] != ")")):
             self._pending = f"{self._pending}{name}\0{value}\0"    # the common case, checked
         elif value is None:
             self._unset(name_bytes(name))
@@ -209,6 +215,7 @@ class Channel:
 
     def _unset(self, key: bytes) -> None:
         self._flush()
+        self._info = None
         ast.lib().pyast_unsetvar(self._c(), key)
 
     def get_var(self, name: str, default: Optional[str] = None) -> Optional[str]:
@@ -227,6 +234,7 @@ class Channel:
         data = name_bytes(expr, "a function expression")
         self._flush()
         out = self._outp()
+        self._info = None     # a read may have side effects (e.g. a Python function's writes)
         n = ast.lib().pyast_func_read(self._c(), data, out)
         return None if n < 0 else decode(ast.ffi().unpack(out[0], n))
 
@@ -234,8 +242,9 @@ class Channel:
         """Write a dialplan function, e.g. ('PJSIP_HEADER(add,X-Foo)', 'bar'); False if it failed."""
         self._check()
         data = name_bytes(expr, "a function expression")
-        raw = value_bytes(value, f"the value for {expr}")
+        raw = value_bytes(value, f"the value for {expr}", limit=True)
         self._flush()
+        self._info = None     # the write may change the identity (CALLERID, CHANNEL(language)...)
         return ast.lib().pyast_func_write(self._c(), data, raw) == 0
 
     def eval(self, template: str) -> str:
@@ -244,6 +253,7 @@ class Channel:
         data = text_bytes(template, "a template")
         self._flush()
         out = self._outp()
+        self._info = None     # ${SET(CALLERID(num)=...)} and the like change the identity
         n = ast.lib().pyast_substitute(self._c(), data, out)
         return "" if n < 0 else decode(ast.ffi().unpack(out[0], n))
 
@@ -256,6 +266,7 @@ class Channel:
         self._check()
         name, args = name_bytes(app, "an application name"), text_bytes(data, "application data")
         self._flush()
+        self._info = None     # the application may change the identity, context, priority...
         res = ast.lib().pyast_exec(self._c(), name, args)
         if res == -2:
             raise ApplicationNotFound(f"no dialplan application named {app!r}")
@@ -276,6 +287,7 @@ class Channel:
         if self._pending:
             chan = self._c()
             batch = self._take_pending()
+            self._info = None   # identity is read again after assignments (CALLERID(...) ...)
             ast.lib().pyast_setvars(chan, batch, len(batch))
 
     def _take_pending(self) -> bytes:
