@@ -179,8 +179,9 @@ def app_result(res: Any, name: str) -> int:
     if res is None:
         return 0
     if isinstance(res, int) and not isinstance(res, bool):
+        res = int.__int__(res)     # the number itself: an int subclass's own methods are not used
         if INT_MIN <= res <= INT_MAX:
-            return int(res)
+            return res
         raise ValueError(f"application {name} returned {res}, outside the range of a C int; "
                          "expected None or 0 (continue), -1 (hang up)")
     raise TypeError(f"application {name} returned {_safe_repr(res)}; expected None or 0 "
@@ -343,6 +344,7 @@ def on_cli(command: Any, argc: int, argv: Any, out: Any) -> int:
             elif not isinstance(text, str):
                 raise TypeError(f"CLI command handler returned {_safe_repr(text)}; expected a str "
                                 "or None")
+            text = str.__str__(text)   # the plain string: a subclass's own methods are not used
         except ShowUsage:
             text, res = "", 1
         except BaseException:  # noqa: BLE001 - a CLI command's bug must not reach Asterisk

@@ -20,6 +20,7 @@ exten => hello,1,Answer()
  same => n,PyHello(World)
  same => n,Verbose(0,RESULT HELLO=${{HELLO}})
  same => n,Hangup()
+exten => h,1,Verbose(0,RESULT HANGUP)
 exten => huge,1,PyHuge()
  same => n,Verbose(0,RESULT HUGE=${{HUGE}} BIGVAR_LEN=${{BIGVAR_LEN}})
 exten => alarm,1,PyAlarm()
@@ -32,6 +33,8 @@ exten => callerid,1,Set(CALLERID(num)=5551234)
  same => n,Verbose(0,RESULT CID=${{CID}} DIALPLAN=${{CALLERID(num)}})
 exten => args,1,PyManyArgs({",".join(f"a{i}" for i in range(MANY))})
  same => n,Verbose(0,RESULT ARGS=${{ARGS}} FIRST=${{FIRST}} LAST=${{LAST}})
+exten => intsub,1,PyIntSubclass()
+ same => n,Verbose(0,RESULT CONTINUED)
 exten => strsub,1,PyStrSubclass()
  same => n,Verbose(0,RESULT SUB=${{SUB}} INJECTED=${{INJECTED}})
 """
@@ -80,3 +83,12 @@ def test_an_application_given_200_arguments_gets_each_one_on_its_own(node):
 
 def test_a_str_subclass_value_is_set_as_the_plain_string_it_holds(node):
     assert run(node, "strsub") == "RESULT SUB=plain INJECTED="
+
+
+def test_an_application_returning_an_int_subclass_gets_the_number_it_holds(node):
+    assert run(node, "intsub") == "RESULT HANGUP"           # -1, whatever its int() says
+
+
+def test_a_cli_command_returning_a_str_subclass_prints_its_text(node):
+    assert node.cli("misuse text") == "text from a subclass\n"
+    assert_node_healthy(node)                                # no "pbx_python internal error"

@@ -73,3 +73,30 @@ class Sneaky(str):
 @px.application("PyStrSubclass", synopsis="Sets a variable to a str subclass")
 def py_str_subclass(chan):
     chan.set_var("SUB", Sneaky("plain"))
+
+
+class Minus(int):
+    """An int subclass whose int() is not its value."""
+
+    def __int__(self):
+        return 0
+
+
+@px.application("PyIntSubclass", synopsis="Returns an int subclass holding -1 (hang up)")
+def py_int_subclass(chan):
+    return Minus(-1)
+
+
+class Text(str):
+    """A str subclass whose methods fail."""
+
+    def endswith(self, *args):
+        raise RuntimeError("Text.endswith")
+
+    def replace(self, *args):
+        raise RuntimeError("Text.replace")
+
+
+@px.cli_command("misuse text", summary="Returns a str subclass")
+def cli_text(argv):
+    return Text("text from a subclass")
