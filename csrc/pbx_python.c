@@ -723,12 +723,18 @@ static ssize_t pyast_substitute(struct ast_channel *chan, const char *templ, con
  * \brief Run a dialplan application on the channel, e.g. ("Dial", "PJSIP/100@sopB,30").
  * \note The arguments are passed as given, without ${} substitution.
  * \retval -2 no such application
+ * \retval -3 the channel is a dummy (no technology): Asterisk reads functions on one where
+ *         there is no call (AMI Getvar without a channel, CDR and CEL templates); applications
+ *         would dereference its missing technology
  */
 static int pyast_exec(struct ast_channel *chan, const char *app_name, const char *data)
 {
-	struct ast_app *app = pbx_findapp(app_name);
+	struct ast_app *app;
 
-	if (!app) {
+	if (!ast_channel_tech(chan)) {
+		return -3;
+	}
+	if (!(app = pbx_findapp(app_name))) {
 		return -2;
 	}
 	return pbx_exec(chan, app, data);

@@ -270,6 +270,10 @@ class Channel:
         res = ast.lib().pyast_exec(self._c(), name, args)
         if res == -2:
             raise ApplicationNotFound(f"no dialplan application named {app!r}")
+        if res == -3:
+            raise RuntimeError(f"cannot run {app} here: this function is read without a call "
+                               "(on Asterisk's dummy channel: AMI Getvar without a channel, a CDR "
+                               "or CEL template, ...)")
         return int(res)
 
     def is_hungup(self) -> bool:

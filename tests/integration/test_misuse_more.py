@@ -92,3 +92,14 @@ def test_an_application_returning_an_int_subclass_gets_the_number_it_holds(node)
 def test_a_cli_command_returning_a_str_subclass_prints_its_text(node):
     assert node.cli("misuse text") == "text from a subclass\n"
     assert_node_healthy(node)                                # no "pbx_python internal error"
+
+
+def test_a_function_running_an_application_when_read_by_ami_without_a_channel_fails_the_read(node):
+    # AMI Getvar without Channel reads the function on Asterisk's dummy channel (no technology),
+    # as CDR and CEL templates do: an application there dereferenced it (SIGSEGV).
+    with node.ami() as ami:
+        reply = ami.action("Getvar", Variable="PYANNOUNCE()")
+    assert reply["Response"] == "Success" and reply["Value"] == ""
+    assert "RuntimeError: cannot run Playback here: this function is read without a call" \
+        in node.log_text()
+    assert_node_healthy(node)

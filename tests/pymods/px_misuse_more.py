@@ -100,3 +100,9 @@ class Text(str):
 @px.cli_command("misuse text", summary="Returns a str subclass")
 def cli_text(argv):
     return Text("text from a subclass")
+
+
+@px.function("PYANNOUNCE", synopsis="Plays a prompt to its caller, then gives a value")
+def py_announce(chan):
+    chan.exec_app("Playback", "beep")
+    return "announced"
