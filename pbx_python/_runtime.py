@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 from . import asterisk as ast
 from . import config as config_mod
 from . import loader, logbridge, signals
-from .channel import Channel
+from .channel import CallChannel, Channel
 from .values import NUL_MESSAGE, value_bytes
 from .registry import AppSpec, CliSpec, FuncSpec, Registry, Stats
 
@@ -213,7 +213,7 @@ def _app_entry(spec: AppSpec) -> Entry:
     handler, stats, name = spec.handler, spec.stats, spec.name
 
     def entry(call: int, chan_addr: int, *args: str) -> Any:
-        chan = Channel(chan_addr, call)
+        chan = CallChannel(chan_addr, call)
         stats.calls += 1
         try:
             try:
@@ -255,7 +255,7 @@ def _func_read_entry(spec: FuncSpec) -> Entry:
     reader, stats, name = spec.reader, spec.stats, spec.name
 
     def entry(call: int, chan_addr: Optional[int], *args: str) -> Any:
-        chan = Channel(chan_addr, call) if chan_addr is not None else None
+        chan = CallChannel(chan_addr, call) if chan_addr is not None else None
         stats.calls += 1
         try:
             try:
@@ -279,7 +279,7 @@ def _func_write_entry(spec: FuncSpec) -> Entry:
     assert writer is not None
 
     def entry(call: int, chan_addr: Optional[int], value: str, *args: str) -> Any:
-        chan = Channel(chan_addr, call) if chan_addr is not None else None
+        chan = CallChannel(chan_addr, call) if chan_addr is not None else None
         stats.calls += 1
         try:
             try:

@@ -70,12 +70,10 @@ class Channel:
     _cptr: Any = None
     _gone: bool = False         # set by the entry (in a finally) when the call returns
 
-    def __init__(self, addr: int, call: int = 0) -> None:
-        # Addresses from the C trampoline (the channel, the struct pyast_call on the
-        # trampoline's stack): they become cffi pointers only when a C call needs them.
-        self._addr = addr
-        self._call = call
-        self._thread = get_ident()
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a Channel is given to your application or function by pbx_python and "
+                        "cannot be made: to reach another channel, use "
+                        "pbx_python.ChannelRef(uniqueid or name)")
 
     def _check(self) -> None:
         """Refuse any use once the call ended, or from another thread (a check from another
@@ -299,6 +297,20 @@ class Channel:
         pending = self._pending
         self._pending = ""
         return pending.encode("utf-8", "surrogateescape")   # cannot fail: checked when set
+
+
+class CallChannel(Channel):
+    """The Channel the runtime makes for one call (a user cannot: a raw address would let
+    Python code read any memory)."""
+
+    __slots__ = ()
+
+    def __init__(self, addr: int, call: int = 0) -> None:
+        # Addresses from the C trampoline (the channel, the struct pyast_call on the
+        # trampoline's stack): they become cffi pointers only when a C call needs them.
+        self._addr = addr
+        self._call = call
+        self._thread = get_ident()
 
 
 class ChannelRef:

@@ -4,7 +4,7 @@ Inside Asterisk, a Python signal handler never runs (Python runs them only in it
 which stays in Asterisk's C code after startup), `signal.signal` at import time would replace
 Asterisk's own handler (SIGTERM, SIGHUP, SIGCHLD, ...), and `signal.alarm`/`setitimer` deliver
 SIGALRM/SIGVTALRM/SIGPROF, whose default action kills the whole process. So `install()` makes
-these functions raise `SignalsRefused`, a RuntimeError, at the call, in the user's own frame.
+these functions raise `SignalsRefused` at the call, in the user's own frame.
 Use threads (`threading.Timer`) for timeouts.
 """
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any, Callable
 REFUSED = ("signal", "alarm", "setitimer", "siginterrupt", "raise_signal", "set_wakeup_fd")
 
 
-class SignalsRefused(RuntimeError):
-    """A signal function was called inside Asterisk, where signals belong to Asterisk."""
+class SignalsRefused(ValueError):
+    """A signal function was called inside Asterisk, where signals belong to Asterisk. A
+    ValueError, as Python's own refusal outside its main thread, which libraries expect."""
 
 
 def _refuse(name: str) -> Callable[..., Any]:

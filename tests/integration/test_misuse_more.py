@@ -35,6 +35,8 @@ exten => args,1,PyManyArgs({",".join(f"a{i}" for i in range(MANY))})
  same => n,Verbose(0,RESULT ARGS=${{ARGS}} FIRST=${{FIRST}} LAST=${{LAST}})
 exten => intsub,1,PyIntSubclass()
  same => n,Verbose(0,RESULT CONTINUED)
+exten => make,1,PyMakeChannel()
+ same => n,Verbose(0,RESULT MADE=${{MADE}})
 exten => strsub,1,PyStrSubclass()
  same => n,Verbose(0,RESULT SUB=${{SUB}} INJECTED=${{INJECTED}})
 """
@@ -102,4 +104,9 @@ def test_a_function_running_an_application_when_read_by_ami_without_a_channel_fa
     assert reply["Response"] == "Success" and reply["Value"] == ""
     assert "RuntimeError: cannot run Playback here: this function is read without a call" \
         in node.log_text()
+    assert_node_healthy(node)
+
+
+def test_making_a_channel_from_a_number_raises_type_error_instead_of_reading_that_address(node):
+    assert run(node, "make") == "RESULT MADE=TypeError"
     assert_node_healthy(node)

@@ -106,3 +106,8 @@ def cli_text(argv):
 def py_announce(chan):
     chan.exec_app("Playback", "beep")
     return "announced"
+
+
+@px.application("PyMakeChannel", synopsis="Makes a Channel from a number")
+def py_make_channel(chan):
+    chan.set_var("MADE", outcome(lambda: px.Channel(64).name))

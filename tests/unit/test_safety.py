@@ -12,7 +12,7 @@ import pytest
 import pbx_python as px
 from pbx_python import _runtime, registry
 from pbx_python import asterisk as ast
-from pbx_python.channel import Channel, ChannelGone, ChannelRef, ChannelThreadError
+from pbx_python.channel import CallChannel, Channel, ChannelGone, ChannelRef, ChannelThreadError
 from pbx_python.registry import AppSpec, FuncSpec
 
 
@@ -44,7 +44,7 @@ def error_of(batch: bytes) -> str:
 
 # ---- channel lifetime ----
 
-@pytest.mark.parametrize("use", list(uses(Channel(1))))
+@pytest.mark.parametrize("use", list(uses(CallChannel(1))))
 def test_a_channel_kept_after_its_entry_returned_raises_channel_gone(use):
     kept = []
     _runtime._app_entry(app(lambda chan: kept.append(chan)))(1, 2)
@@ -75,7 +75,7 @@ def test_function_entries_end_their_channel_too(make_entry):
         kept[0].set_var("X", "1")
 
 
-@pytest.mark.parametrize("use", list(uses(Channel(1))))
+@pytest.mark.parametrize("use", list(uses(CallChannel(1))))
 def test_a_channel_used_from_another_thread_during_its_call_is_refused(use):
     seen = []
 
