@@ -625,18 +625,24 @@ static ssize_t pyast_chan_info(struct ast_channel *chan, const char **out)
 	return ast_str_strlen(buf);
 }
 
+static ssize_t pyast_func_read(struct ast_channel *chan, const char *expr, const char **out);
+
 /*!
- * \brief Read a channel (or, with no channel, a global) variable.
+ * \brief Read a channel (or, with no channel, a global) variable; a name ending in ')' reads
+ * that function, as AMI's Getvar does (and as setting one writes it).
  * \return its length, with *out pointing to a per-thread copy valid until the next call on this
- *         thread; -1 when the variable is not set.
+ *         thread; -1 when the variable is not set (or the function read failed).
  */
 static ssize_t pyast_getvar(struct ast_channel *chan, const char *name, const char **out)
 {
-	struct ast_str *buf = ast_str_thread_get(&pyast_result_buf, 256);
+	struct ast_str *buf;
 	const char *value;
 	ssize_t res = -1;
 
-	if (!buf) {
+	if (!ast_strlen_zero(name) && name[strlen(name) - 1] == ')') {
+		return pyast_func_read(chan, name, out); /* without the channel lock: it may run Python */
+	}
+	if (!(buf = ast_str_thread_get(&pyast_result_buf, 256))) {
 		return -1;
 	}
 	if (chan) {

@@ -217,10 +217,13 @@ class Channel:
         ast.lib().pyast_unsetvar(self._c(), key)
 
     def get_var(self, name: str, default: Optional[str] = None) -> Optional[str]:
-        """A channel variable's value, or `default` when it is not set."""
+        """A channel variable's value, or `default` when it is not set. A name ending in ')'
+        reads that function (as set_var writes it), `default` if the read fails."""
         self._check()
         key = name_bytes(name)
         self._flush()
+        if key[-1:] == b")":
+            self._info = None     # a function read may have side effects
         out = self._outp()
         n = ast.lib().pyast_getvar(self._c(), key, out)
         return default if n < 0 else decode(ast.ffi().unpack(out[0], n))
@@ -336,7 +339,8 @@ class ChannelRef:
         return ChannelGone(f"channel {self.id} has hung up or no longer exists")
 
     def get_var(self, name: str, default: Optional[str] = None) -> Optional[str]:
-        """A channel variable's value, or `default` when it is not set."""
+        """A channel variable's value, or `default` when it is not set; a name ending in ')'
+        reads that function."""
         out = ast.ffi().new("const char **")
         n = ast.lib().pyast_ref_getvar(self._key, name_bytes(name), out)
         if n == -2:

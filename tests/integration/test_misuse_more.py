@@ -37,6 +37,8 @@ exten => intsub,1,PyIntSubclass()
  same => n,Verbose(0,RESULT CONTINUED)
 exten => make,1,PyMakeChannel()
  same => n,Verbose(0,RESULT MADE=${{MADE}})
+exten => getfunc,1,PyGetFunction()
+ same => n,Verbose(0,RESULT GOT=${{GOT}})
 exten => strsub,1,PyStrSubclass()
  same => n,Verbose(0,RESULT SUB=${{SUB}} INJECTED=${{INJECTED}})
 """
@@ -77,6 +79,10 @@ def test_a_manager_event_header_value_with_crlf_is_refused_and_injects_no_header
 def test_the_caller_id_python_sets_is_what_channel_caller_num_reads_next(node):
     assert run(node, "callerid") == \
         "RESULT CID=5551234>+5551234>Set by exec_app DIALPLAN=+5551234"
+
+
+def test_get_var_of_a_function_name_reads_the_function_that_set_var_wrote(node):
+    assert run(node, "getfunc") == "RESULT GOT=Alice,Alice"       # not the default, silently
 
 
 def test_an_application_given_200_arguments_gets_each_one_on_its_own(node):

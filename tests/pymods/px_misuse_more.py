@@ -111,3 +111,11 @@ def py_announce(chan):
 @px.application("PyMakeChannel", synopsis="Makes a Channel from a number")
 def py_make_channel(chan):
     chan.set_var("MADE", outcome(lambda: px.Channel(64).name))
+
+
+@px.application("PyGetFunction", synopsis="Reads a function with get_var, as it set it")
+def py_get_function(chan):
+    chan.set_var("CALLERID(name)", "Alice")
+    got = chan.get_var("CALLERID(name)", "unset")
+    from_ref = chan.ref().get_var("CALLERID(name)", "unset")
+    chan.set_var("GOT", f"{got},{from_ref}")
