@@ -432,29 +432,15 @@ def _register_with_asterisk(registry: Registry) -> None:
             ast.log(ast.LOG_ERROR, f"Cannot register CLI command '{cspec.command}'")
 
 
-#: How long Asterisk's shutdown waits for the on_unload hooks.
-SHUTDOWN_HOOK_TIMEOUT = 5.0
-
-
 def _log_unload_errors(errors: list[str]) -> None:
     for text in errors:
         ast.log(ast.LOG_ERROR, text.rstrip())
 
 
 def on_shutdown() -> None:
-    """Call the on_unload hooks (reason "shutdown"), bounded in time: a hook that hangs cannot
-    hold Asterisk's shutdown."""
-    hooks = state.registry.unload_hooks
-    if hooks:
-        errors: list[str] = []
-        worker = threading.Thread(target=lambda: errors.extend(
-            loader.run_unload_hooks(hooks, "shutdown")), name="pbx_python-unload", daemon=True)
-        worker.start()
-        worker.join(SHUTDOWN_HOOK_TIMEOUT)
-        if worker.is_alive():
-            ast.log(ast.LOG_WARNING, f"pbx_python: on_unload hooks still running after "
-                    f"{SHUTDOWN_HOOK_TIMEOUT:g} s; Asterisk's shutdown goes on without them")
-        _log_unload_errors(list(errors))
+    """Call the on_unload hooks (reason "shutdown"), bounded in time (loader.UNLOAD_HOOK_TIMEOUT):
+    a hook that hangs cannot hold Asterisk's shutdown."""
+    _log_unload_errors(loader.run_unload_hooks(state.registry.unload_hooks, "shutdown"))
     ast.log(ast.LOG_NOTICE, "pbx_python: Asterisk is shutting down; Python stays initialised "
             "until the process exits")
 

@@ -4,6 +4,7 @@ str subclasses."""
 from __future__ import annotations
 
 import re
+import textwrap
 import time
 
 import pytest
@@ -115,4 +116,24 @@ def test_a_function_running_an_application_when_read_by_ami_without_a_channel_fa
 
 def test_making_a_channel_from_a_number_raises_type_error_instead_of_reading_that_address(node):
     assert run(node, "make") == "RESULT MADE=TypeError"
+    assert_node_healthy(node)
+
+
+def test_an_on_unload_hook_that_never_returns_does_not_wedge_reload_or_shutdown(python_asterisk,
+                                                                                tmp_path):
+    (tmp_path / "px_stuck.py").write_text(textwrap.dedent("""\
+        import threading
+        import pbx_python as px
+
+        NEVER = threading.Event()
+
+        @px.on_unload
+        def stop(reason):
+            NEVER.wait()          # joins a worker that never ends
+        """))
+    node = python_asterisk(DIALPLAN, modules=("px_demo", "px_stuck"),
+                           paths=(str(PYMODS), str(tmp_path)))
+    node.cli("module reload pbx_python.so", timeout=20)   # held Asterisk's module list forever
+    assert "on_unload hooks (reload) still running after 5 s" in node.log_text()
+    assert "pbx_python.so" in node.cli("module show like pbx_python", timeout=5)
     assert_node_healthy(node)
