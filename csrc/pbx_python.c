@@ -590,7 +590,7 @@ struct pyast_result {
 static int call_entry(enum pyast_kind kind, const char *key, struct pyast_call *call,
 	const char *value, struct pyast_result *out)
 {
-	PyObject *stack[PYAST_MAX_ARGS + 3];
+	PyObject *small[PYAST_MAX_ARGS + 3], **stack = small;
 	PyObject *name, *entry, *result;
 	Py_ssize_t n = 0, i;
 
@@ -608,6 +608,10 @@ static int call_entry(enum pyast_kind kind, const char *key, struct pyast_call *
 			ast_log(LOG_ERROR, "%s %s is not provided by any Python module\n", kind_names[kind], call->name);
 		}
 		return -1;
+	}
+	if (call->argc + 3 > (int) ARRAY_LEN(small)
+		&& !(stack = ast_malloc((call->argc + 3) * sizeof(*stack)))) {
+		return -1; /* more arguments than PYAST_MAX_ARGS (split_args allows any number) */
 	}
 	Py_INCREF(entry); /* a reload may replace it in the table while it runs */
 	stack[n++] = PyLong_FromVoidPtr(call);
@@ -629,6 +633,9 @@ static int call_entry(enum pyast_kind kind, const char *key, struct pyast_call *
 	}
 	for (i = 0; i < n; i++) {
 		Py_XDECREF(stack[i]);
+	}
+	if (stack != small) {
+		ast_free(stack);
 	}
 	Py_DECREF(entry);
 	if (!result) {
@@ -654,16 +661,36 @@ static int call_entry(enum pyast_kind kind, const char *key, struct pyast_call *
 	return 0;
 }
 
-/*! Split the argument string as AST_STANDARD_APP_ARGS does; returns the copy to ast_free. */
+/*!
+ * Split the argument string as AST_STANDARD_APP_ARGS does, into \a argv (PYAST_MAX_ARGS
+ * entries) or, for more arguments, into an array allocated with the copy: every argument is
+ * passed on its own, none is left joined to the last. Returns the block to ast_free.
+ */
 static char *split_args(struct pyast_call *call, char **argv)
 {
-	char *parse = ast_strdup(call->data);
+	const char *data = S_OR(call->data, ""), *c;
+	size_t len = strlen(data), slots = 2; /* one more than the most arguments there are */
+	char *block, *parse;
 
-	if (parse) {
-		call->argv = argv;
-		call->argc = __ast_app_separate_args(parse, ',', 1, argv, PYAST_MAX_ARGS);
+	for (c = data; *c; c++) {
+		slots += *c == ',';
 	}
-	return parse;
+	if (slots <= PYAST_MAX_ARGS) {
+		block = parse = ast_strdup(data);
+	} else {
+		block = ast_malloc(slots * sizeof(*argv) + len + 1);
+		argv = (char **) block;
+		parse = block ? block + slots * sizeof(*argv) : NULL;
+	}
+	if (block) {
+		if (parse != block) {
+			memcpy(parse, data, len + 1);
+		}
+		call->argv = argv;
+		call->argc = __ast_app_separate_args(parse, ',', 1, argv, slots <= PYAST_MAX_ARGS ?
+			PYAST_MAX_ARGS : slots);
+	}
+	return block;
 }
 
 /*! One call of an entry (an application, a function read or write) as a job. */
@@ -999,18 +1026,24 @@ static ssize_t pyast_chan_info(struct ast_channel *chan, const char **out)
 	return ast_str_strlen(buf);
 }
 
+static ssize_t pyast_func_read(struct ast_channel *chan, const char *expr, const char **out);
+
 /*!
- * \brief Read a channel (or, with no channel, a global) variable.
+ * \brief Read a channel (or, with no channel, a global) variable; a name ending in ')' reads
+ * that function, as AMI's Getvar does (and as setting one writes it).
  * \return its length, with *out pointing to a per-thread copy valid until the next call on this
- *         thread; -1 when the variable is not set.
+ *         thread; -1 when the variable is not set (or the function read failed).
  */
 static ssize_t pyast_getvar(struct ast_channel *chan, const char *name, const char **out)
 {
-	struct ast_str *buf = ast_str_thread_get(&pyast_result_buf, 256);
+	struct ast_str *buf;
 	const char *value;
 	ssize_t res = -1;
 
-	if (!buf) {
+	if (!ast_strlen_zero(name) && name[strlen(name) - 1] == ')') {
+		return pyast_func_read(chan, name, out); /* without the channel lock: it may run Python */
+	}
+	if (!(buf = ast_str_thread_get(&pyast_result_buf, 256))) {
 		return -1;
 	}
 	if (chan) {
@@ -1221,13 +1254,19 @@ static ssize_t pyast_func_read_each(struct ast_channel *chan, const char *exprs,
  * \brief Run a dialplan application on the channel, e.g. ("Dial", "PJSIP/100@sopB,30").
  * \note The arguments are passed as given, without ${} substitution.
  * \retval -2 no such application
+ * \retval -3 the channel is a dummy (no technology): Asterisk reads functions on one where
+ *         there is no call (AMI Getvar without a channel, CDR and CEL templates); applications
+ *         would dereference its missing technology
  */
 static int pyast_exec(struct ast_channel *chan, const char *app_name, const char *data)
 {
-	struct ast_app *app = pbx_findapp(app_name);
+	struct ast_app *app;
 	struct pyast_thread *t;
 
-	if (!app) {
+	if (!ast_channel_tech(chan)) {
+		return -3;
+	}
+	if (!(app = pbx_findapp(app_name))) {
 		return -2;
 	}
 	t = reentry_begin();

@@ -15,8 +15,8 @@ from typing import Any, Callable, Optional
 
 from . import asterisk as ast
 from . import config as config_mod
-from . import loader, logbridge
-from .channel import Channel
+from . import loader, logbridge, signals
+from .channel import CallChannel, Channel
 from .values import NUL_MESSAGE, value_bytes
 from .registry import AppSpec, CliSpec, FuncSpec, Registry, Stats
 
@@ -179,8 +179,9 @@ def app_result(res: Any, name: str) -> int:
     if res is None:
         return 0
     if isinstance(res, int) and not isinstance(res, bool):
+        res = int.__int__(res)     # the number itself: an int subclass's own methods are not used
         if INT_MIN <= res <= INT_MAX:
-            return int(res)
+            return res
         raise ValueError(f"application {name} returned {res}, outside the range of a C int; "
                          "expected None or 0 (continue), -1 (hang up)")
     raise TypeError(f"application {name} returned {_safe_repr(res)}; expected None or 0 "
@@ -212,7 +213,7 @@ def _app_entry(spec: AppSpec) -> Entry:
     handler, stats, name = spec.handler, spec.stats, spec.name
 
     def entry(call: int, chan_addr: int, *args: str) -> Any:
-        chan = Channel(chan_addr, call)
+        chan = CallChannel(chan_addr, call)
         stats.calls += 1
         try:
             try:
@@ -254,7 +255,7 @@ def _func_read_entry(spec: FuncSpec) -> Entry:
     reader, stats, name = spec.reader, spec.stats, spec.name
 
     def entry(call: int, chan_addr: Optional[int], *args: str) -> Any:
-        chan = Channel(chan_addr, call) if chan_addr is not None else None
+        chan = CallChannel(chan_addr, call) if chan_addr is not None else None
         stats.calls += 1
         try:
             try:
@@ -278,7 +279,7 @@ def _func_write_entry(spec: FuncSpec) -> Entry:
     assert writer is not None
 
     def entry(call: int, chan_addr: Optional[int], value: str, *args: str) -> Any:
-        chan = Channel(chan_addr, call) if chan_addr is not None else None
+        chan = CallChannel(chan_addr, call) if chan_addr is not None else None
         stats.calls += 1
         try:
             try:
@@ -343,6 +344,7 @@ def on_cli(command: Any, argc: int, argv: Any, out: Any) -> int:
             elif not isinstance(text, str):
                 raise TypeError(f"CLI command handler returned {_safe_repr(text)}; expected a str "
                                 "or None")
+            text = str.__str__(text)   # the plain string: a subclass's own methods are not used
         except ShowUsage:
             text, res = "", 1
         except BaseException:  # noqa: BLE001 - a CLI command's bug must not reach Asterisk
@@ -430,29 +432,15 @@ def _register_with_asterisk(registry: Registry) -> None:
             ast.log(ast.LOG_ERROR, f"Cannot register CLI command '{cspec.command}'")
 
 
-#: How long Asterisk's shutdown waits for the on_unload hooks.
-SHUTDOWN_HOOK_TIMEOUT = 5.0
-
-
 def _log_unload_errors(errors: list[str]) -> None:
     for text in errors:
         ast.log(ast.LOG_ERROR, text.rstrip())
 
 
 def on_shutdown() -> None:
-    """Call the on_unload hooks (reason "shutdown"), bounded in time: a hook that hangs cannot
-    hold Asterisk's shutdown."""
-    hooks = state.registry.unload_hooks
-    if hooks:
-        errors: list[str] = []
-        worker = threading.Thread(target=lambda: errors.extend(
-            loader.run_unload_hooks(hooks, "shutdown")), name="pbx_python-unload", daemon=True)
-        worker.start()
-        worker.join(SHUTDOWN_HOOK_TIMEOUT)
-        if worker.is_alive():
-            ast.log(ast.LOG_WARNING, f"pbx_python: on_unload hooks still running after "
-                    f"{SHUTDOWN_HOOK_TIMEOUT:g} s; Asterisk's shutdown goes on without them")
-        _log_unload_errors(list(errors))
+    """Call the on_unload hooks (reason "shutdown"), bounded in time (loader.UNLOAD_HOOK_TIMEOUT):
+    a hook that hangs cannot hold Asterisk's shutdown."""
+    _log_unload_errors(loader.run_unload_hooks(state.registry.unload_hooks, "shutdown"))
     ast.log(ast.LOG_NOTICE, "pbx_python: Asterisk is shutting down; Python stays initialised "
             "until the process exits")
 
@@ -464,6 +452,7 @@ def bind(ffi: Any, lib: Any) -> None:
     ast.bind(ffi, lib)
     logbridge.install()
     ast.log(ast.LOG_NOTICE, f"pbx_python: Python {sys.version.split()[0]} C stack: {ast.stack_summary()}")
+    signals.install()
     from . import builtin_cli  # noqa: F401 - declares the python show ... commands
     state.builtin = builtin_cli.REGISTRY
     _register_with_asterisk(state.builtin)

@@ -141,9 +141,12 @@ def verbosity() -> int:
 
 def manager_event(event: str, headers: Mapping[str, object]) -> None:
     """Send an AMI event of class 'user' with the given headers."""
-    body = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    if any(c in body.replace("\r\n", "") for c in "\r\n") or "\r" in event or "\n" in event:
-        raise ValueError("manager event names and header values cannot hold CR or LF")
+    pairs = [(str(k), str(v)) for k, v in headers.items()]
+    # each name and value checked on its own: a CR or LF would end the header and start another
+    if any("\r" in text or "\n" in text for pair in pairs for text in pair) \
+            or "\r" in event or "\n" in event:
+        raise ValueError("manager event names, header names and header values cannot hold CR or LF")
+    body = "".join(f"{k}: {v}\r\n" for k, v in pairs)
     lib().pyast_manager_event(encode(event), encode(body))
 
 
@@ -199,13 +202,15 @@ def add_extension(context: str, exten: str, priority: int, app: str, data: str =
 
 def global_var(name: str) -> Optional[str]:
     """Read a global dialplan variable."""
+    from .values import name_bytes
     out = ffi().new("const char **")
-    n = lib().pyast_getvar(ffi().NULL, encode(name), out)
+    n = lib().pyast_getvar(ffi().NULL, name_bytes(name), out)
     return None if n < 0 else decode(ffi().unpack(out[0], n))
 
 
 def func_read(expr: str) -> Optional[str]:
     """Read a dialplan function without a channel, e.g. DEVICE_STATE(PJSIP/sopB)."""
+    from .values import name_bytes
     out = ffi().new("const char **")
-    n = checked(lib().pyast_func_read(ffi().NULL, encode(expr), out))
+    n = checked(lib().pyast_func_read(ffi().NULL, name_bytes(expr, "a function expression"), out))
     return None if n < 0 else decode(ffi().unpack(out[0], n))

@@ -1,8 +1,10 @@
 """The channel a Python application or function runs for, and references to live channels.
 
 `Channel` is designed for few C calls: identity fields come from one snapshot taken on first
-use, and variable assignments are deferred and applied in one batch (at the next C call, or by
-the C trampoline after the Python callback returns). Reads always see earlier assignments.
+use (taken again after anything that may change them: assignments, function reads and writes,
+eval, exec_app), and variable assignments are deferred and applied in one batch (at the next C
+call, or by the C trampoline after the Python callback returns). Reads, identity included,
+always see earlier assignments.
 
 Lifetime: a `Channel` holds the raw address of Asterisk's channel, which is valid only while
 the call it was given for runs (Asterisk may free the channel as soon as the application
@@ -18,7 +20,7 @@ from typing import Any, Mapping, Optional
 
 from . import asterisk as ast
 from .asterisk import decode
-from .values import assignment, name_bytes, text_bytes, value_bytes
+from .values import MAX_DIALPLAN_TEXT, assignment, name_bytes, text_bytes, value_bytes
 
 
 class ApplicationNotFound(LookupError):
@@ -68,12 +70,10 @@ class Channel:
     _cptr: Any = None
     _gone: bool = False         # set by the entry (in a finally) when the call returns
 
-    def __init__(self, addr: int, call: int = 0) -> None:
-        # Addresses from the C trampoline (the channel, the struct pyast_call on the
-        # trampoline's stack): they become cffi pointers only when a C call needs them.
-        self._addr = addr
-        self._call = call
-        self._thread = get_ident()
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a Channel is given to your application or function by pbx_python and "
+                        "cannot be made: to reach another channel, use "
+                        "pbx_python.ChannelRef(uniqueid or name)")
 
     def _check(self) -> None:
         """Refuse any use once the call ended, or from another thread (a check from another
@@ -96,6 +96,8 @@ class Channel:
     def _field(self, name: str) -> str:
         if self._gone or get_ident() != self._thread:
             self._check()
+        if self._pending:
+            self._flush()    # an assignment may change the identity (CALLERID(num), ...)
         if self._info is None:
             out = self._outp()
             n = ast.lib().pyast_chan_info(self._c(), out)
@@ -189,7 +191,9 @@ class Channel:
         if self._gone or get_ident() != self._thread:
             self._check()
         if (type(name) is str and type(value) is str and name and name.isascii()
-                and value.isascii() and "\0" not in name and "\0" not in value):
+                and value.isascii() and "\0" not in name and "\0" not in value
+                and len(name) <= MAX_DIALPLAN_TEXT
+                and (len(value) <= MAX_DIALPLAN_TEXT or name[-1] != ")")):
             self._pending = f"{self._pending}{name}\0{value}\0"    # the common case, checked
         elif value is None:
             self._unset(name_bytes(name))
@@ -209,13 +213,17 @@ class Channel:
 
     def _unset(self, key: bytes) -> None:
         self._flush()
+        self._info = None
         ast.checked(ast.lib().pyast_unsetvar(self._c(), key))
 
     def get_var(self, name: str, default: Optional[str] = None) -> Optional[str]:
-        """A channel variable's value, or `default` when it is not set."""
+        """A channel variable's value, or `default` when it is not set. A name ending in ')'
+        reads that function (as set_var writes it), `default` if the read fails."""
         self._check()
         key = name_bytes(name)
         self._flush()
+        if key[-1:] == b")":
+            self._info = None     # a function read may have side effects
         out = self._outp()
         n = ast.lib().pyast_getvar(self._c(), key, out)
         return default if n < 0 else decode(ast.ffi().unpack(out[0], n))
@@ -227,6 +235,7 @@ class Channel:
         data = name_bytes(expr, "a function expression")
         self._flush()
         out = self._outp()
+        self._info = None     # a read may have side effects (e.g. a Python function's writes)
         n = ast.checked(ast.lib().pyast_func_read(self._c(), data, out))
         return None if n < 0 else decode(ast.ffi().unpack(out[0], n))
 
@@ -234,8 +243,9 @@ class Channel:
         """Write a dialplan function, e.g. ('PJSIP_HEADER(add,X-Foo)', 'bar'); False if it failed."""
         self._check()
         data = name_bytes(expr, "a function expression")
-        raw = value_bytes(value, f"the value for {expr}")
+        raw = value_bytes(value, f"the value for {expr}", limit=True)
         self._flush()
+        self._info = None     # the write may change the identity (CALLERID, CHANNEL(language)...)
         return ast.checked(ast.lib().pyast_func_write(self._c(), data, raw)) == 0
 
     def eval(self, template: str) -> str:
@@ -244,6 +254,7 @@ class Channel:
         data = text_bytes(template, "a template")
         self._flush()
         out = self._outp()
+        self._info = None     # ${SET(CALLERID(num)=...)} and the like change the identity
         n = ast.checked(ast.lib().pyast_substitute(self._c(), data, out))
         return "" if n < 0 else decode(ast.ffi().unpack(out[0], n))
 
@@ -256,9 +267,14 @@ class Channel:
         self._check()
         name, args = name_bytes(app, "an application name"), text_bytes(data, "application data")
         self._flush()
+        self._info = None     # the application may change the identity, context, priority...
         res = ast.checked(ast.lib().pyast_exec(self._c(), name, args))
         if res == -2:
             raise ApplicationNotFound(f"no dialplan application named {app!r}")
+        if res == -3:
+            raise RuntimeError(f"cannot run {app} here: this function is read without a call "
+                               "(on Asterisk's dummy channel: AMI Getvar without a channel, a CDR "
+                               "or CEL template, ...)")
         return int(res)
 
     def is_hungup(self) -> bool:
@@ -276,6 +292,7 @@ class Channel:
         if self._pending:
             chan = self._c()
             batch = self._take_pending()
+            self._info = None   # identity is read again after assignments (CALLERID(...) ...)
             ast.checked(ast.lib().pyast_setvars(chan, batch, len(batch)))
 
     def _take_pending(self) -> bytes:
@@ -320,6 +337,20 @@ class Channel:
         return [item[1:] if item[:1] == "+" else None for item in items]
 
 
+class CallChannel(Channel):
+    """The Channel the runtime makes for one call (a user cannot: a raw address would let
+    Python code read any memory)."""
+
+    __slots__ = ()
+
+    def __init__(self, addr: int, call: int = 0) -> None:
+        # Addresses from the C trampoline (the channel, the struct pyast_call on the
+        # trampoline's stack): they become cffi pointers only when a C call needs them.
+        self._addr = addr
+        self._call = call
+        self._thread = get_ident()
+
+
 class ChannelRef:
     """A channel named by its uniqueid (or name), usable from any thread while it is up.
 
@@ -343,7 +374,8 @@ class ChannelRef:
         return ChannelGone(f"channel {self.id} has hung up or no longer exists")
 
     def get_var(self, name: str, default: Optional[str] = None) -> Optional[str]:
-        """A channel variable's value, or `default` when it is not set."""
+        """A channel variable's value, or `default` when it is not set; a name ending in ')'
+        reads that function."""
         out = ast.ffi().new("const char **")
         n = ast.checked(ast.lib().pyast_ref_getvar(self._key, name_bytes(name), out))
         if n == -2:

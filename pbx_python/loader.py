@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 import traceback
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -97,19 +98,40 @@ def load_modules(config: Config, *, all_or_nothing: bool) -> LoadResult:
     return result
 
 
-def run_unload_hooks(hooks: list[tuple[str, UnloadHook]], reason: str) -> list[str]:
-    """Call each hook with `reason`, in reverse declaration order; return the failures' tracebacks.
+#: How long a discarded generation's on_unload hooks may run. A hook that blocks must not hold a
+#: reload (Asterisk keeps its module list locked meanwhile: 'module show', any other reload and
+#: even 'core stop now' would wait for it) nor Asterisk's shutdown.
+UNLOAD_HOOK_TIMEOUT = 5.0
+
+
+def run_unload_hooks(hooks: list[tuple[str, UnloadHook]], reason: str,
+                     timeout: float = UNLOAD_HOOK_TIMEOUT) -> list[str]:
+    """Call each hook with `reason`, in reverse declaration order, in a worker thread given at
+    most `timeout` seconds; return the failures' tracebacks (and a line saying so when hooks
+    are still running at the timeout: the caller goes on without them).
 
     A hook that raises (anything, BaseException included) does not stop the others.
     """
-    errors = []
+    if not hooks:
+        return []
+    errors: list[str] = []
+    worker = threading.Thread(target=_call_unload_hooks, args=(hooks, reason, errors),
+                              name=f"pbx_python-unload-{reason}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        return [*errors, f"pbx_python: on_unload hooks ({reason}) still running after "
+                f"{timeout:g} s; going on without them (an on_unload hook must not block)"]
+    return errors
+
+
+def _call_unload_hooks(hooks: list[tuple[str, UnloadHook]], reason: str, errors: list[str]) -> None:
     for module, hook in reversed(hooks):
         try:
             hook(reason)
         except BaseException:  # noqa: BLE001 - user code; logged by the caller
             errors.append(f"on_unload hook {module}.{getattr(hook, '__qualname__', hook)} "
                           f"({reason}) raised:\n{traceback.format_exc()}")
-    return errors
 
 
 def _forget(registry: Registry, module: str, keep: set[str]) -> None:

@@ -502,10 +502,29 @@ def _dial_remote(chan: px.Channel, step: routing.Step, exten: str, s: Settings,
                                      f"${{HANGUPCAUSE({name},tech)}}")
     if routing.never_sent(status, tech or None, progressed, elapsed, progress):
         state = chan.eval_each(f"${{DEVICE_STATE(PJSIP/{endpoint})}}")[0]
-        if state == "UNAVAILABLE":   # no reachable contact when the channel was requested
+        if state == "UNAVAILABLE" or not _has_usable_contact(chan, endpoint):
+            # no reachable contact when the channel was requested: chan_pjsip refuses to dial
+            # ("Could not create dialog"); device state follows contact status asynchronously,
+            # so a node qualify has just marked down is recognised by its contacts
             return routing.Outcome(routing.Disposition.FAILOVER, "UNREACHABLE", sent=False)
         return routing.local_failure()
     return routing.classify_dial(status, cause or None, tech or None, progressed=progressed)
+
+
+def _has_usable_contact(chan: px.Channel, endpoint: str) -> bool:
+    """Whether the endpoint has a contact chan_pjsip would dial (one qualify has not marked
+    Unreachable). Read only when a leg could not be placed (the failure path)."""
+    aors = chan.func_read_each(f"PJSIP_ENDPOINT({endpoint},aors)")[0] or ""
+    names = [a.strip() for a in aors.split(",") if a.strip()]
+    if not names:
+        return False
+    contacts = [c.strip() for value in chan.func_read_each(*(f"PJSIP_AOR({a},contact)"
+                                                            for a in names))
+                for c in (value or "").split(",") if c.strip()]
+    if not contacts:
+        return False
+    statuses = chan.func_read_each(*(f"PJSIP_CONTACT({c},status)" for c in contacts))
+    return any(status != "Unreachable" for status in statuses)
 
 
 def _seconds(value: Optional[float]) -> str:

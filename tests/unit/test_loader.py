@@ -1,10 +1,13 @@
 """Importing the configured modules: fresh imports, all-or-nothing reloads."""
 import sys
+import threading
+import time
 import textwrap
 
 import pytest
 
 from pbx_python.config import Config
+from pbx_python import loader
 from pbx_python.loader import load_modules
 
 
@@ -146,3 +149,14 @@ def test_a_base_exception_at_import_fails_only_that_module(moddir):
     result = load_modules(Config(modules=["pxu_alive", "pxu_interrupt"]), all_or_nothing=False)
     assert [f.name for f in result.failures()] == ["pxu_interrupt"]
     assert list(result.registry.apps) == ["appalive"]
+
+
+def test_unload_hooks_still_running_at_the_timeout_are_left_behind_with_an_error_line():
+    release = threading.Event()
+    started = time.monotonic()
+    errors = loader.run_unload_hooks([("px_stuck", lambda reason: release.wait())], "reload",
+                                     timeout=0.2)
+    release.set()
+    assert time.monotonic() - started < 2
+    assert errors == ["pbx_python: on_unload hooks (reload) still running after 0.2 s; going on "
+                      "without them (an on_unload hook must not block)"]

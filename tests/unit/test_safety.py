@@ -12,7 +12,7 @@ import pytest
 import pbx_python as px
 from pbx_python import _runtime, registry
 from pbx_python import asterisk as ast
-from pbx_python.channel import Channel, ChannelGone, ChannelRef, ChannelThreadError
+from pbx_python.channel import CallChannel, Channel, ChannelGone, ChannelRef, ChannelThreadError
 from pbx_python.registry import AppSpec, FuncSpec
 
 
@@ -44,7 +44,7 @@ def error_of(batch: bytes) -> str:
 
 # ---- channel lifetime ----
 
-@pytest.mark.parametrize("use", list(uses(Channel(1))))
+@pytest.mark.parametrize("use", list(uses(CallChannel(1))))
 def test_a_channel_kept_after_its_entry_returned_raises_channel_gone(use):
     kept = []
     _runtime._app_entry(app(lambda chan: kept.append(chan)))(1, 2)
@@ -75,7 +75,7 @@ def test_function_entries_end_their_channel_too(make_entry):
         kept[0].set_var("X", "1")
 
 
-@pytest.mark.parametrize("use", list(uses(Channel(1))))
+@pytest.mark.parametrize("use", list(uses(CallChannel(1))))
 def test_a_channel_used_from_another_thread_during_its_call_is_refused(use):
     seen = []
 
@@ -225,6 +225,15 @@ class FakeFfi:
     (lambda chan: chan.get_var(""), ValueError),
     (lambda chan: chan.eval(None), TypeError),
     (lambda chan: chan.exec_app("", "x"), ValueError),
+    # longer than the dialplan can pass (8191 bytes): Asterisk copies these onto its stack
+    (lambda chan: chan.exec_app("Set", "X=" + "a" * 8190), ValueError),
+    (lambda chan: chan.set_var("CALLERID(all)", "a" * 8192), ValueError),
+    (lambda chan: chan.set_var("CALLERID(all)", b"a" * 8192), ValueError),
+    (lambda chan: chan.set_var("V" * 8192, "x"), ValueError),
+    (lambda chan: chan.func_write("CALLERID(all)", "é" * 4096), ValueError),
+    (lambda chan: chan.func_read("LEN(" + "a" * 8188 + ")"), ValueError),
+    (lambda chan: chan.eval("${LEN(" + "a" * 8186 + ")}"), ValueError),
+    (lambda chan: px.Channel(64), TypeError),
 ])
 def test_a_bad_name_or_value_raises_in_the_users_frame_and_nothing_is_recorded(use, error):
     seen = []
@@ -247,6 +256,30 @@ def test_a_bad_name_or_value_raises_in_the_users_frame_and_nothing_is_recorded(u
 def test_set_var_converts_values_by_the_documented_table(value, data):
     assert _runtime._app_entry(app(lambda chan: chan.set_var("V", value)))(1, 2) == \
         (0, b"V\0" + data + b"\0")
+
+
+def test_a_plain_variable_value_has_no_length_limit():
+    big = "a" * 100_000
+    assert _runtime._app_entry(app(lambda chan: chan.set_var("V", big)))(1, 2) == \
+        (0, b"V\0" + big.encode() + b"\0")
+
+
+def test_a_str_subclass_is_set_as_the_plain_string_it_holds():
+    class Sneaky(str):
+        def __contains__(self, item):
+            return False
+
+        def encode(self, *args, **kwargs):
+            return b"x\0INJECTED"
+    assert _runtime._app_entry(app(lambda chan: chan.set_var("V", Sneaky("plain"))))(1, 2) == \
+        (0, b"V\0plain\0")
+
+
+@pytest.mark.parametrize("headers", [{"A": "x\r\nInjected: 1"}, {"A\r\nInjected": "1"},
+                                     {"A": "x\n"}])
+def test_manager_event_refuses_cr_or_lf_in_any_header_name_or_value(headers):
+    with pytest.raises(ValueError, match="cannot hold CR or LF"):
+        px.manager_event("Ev", headers)
 
 
 # ---- values: results ----
