@@ -111,7 +111,10 @@ def run(ast, exten: str, marker: str = "RESULT", context: str = "default") -> st
     """Originate a Local channel into `exten` and return the first RESULT line it logs."""
     since = ast.log_offset()
     ast.cli(f"channel originate Local/{exten}@{context} application Wait 1")
-    return ast.wait_for_log(rf"app_verbose\.c: ({marker}\b.*)$", since=since).group(1)
+    # this call's own lines (its call id): the previous call's h extension may still be logging
+    call = ast.wait_for_log(rf"\]\[(C-[0-9a-f]+)\] pbx\.c: Executing \[{re.escape(exten)}@"
+                            rf"{context}:1\]", since=since).group(1)
+    return ast.wait_for_log(rf"\]\[{call}\] app_verbose\.c: ({marker}\b.*)$", since=since).group(1)
 
 
 def b64(line: str, key: str = "ERR") -> str:
