@@ -422,6 +422,22 @@ class AsteriskInstance:
         """The ``full`` log file (notice, warning, error, verbose, debug, dtmf)."""
         return self.logdir / cfg.FULL_LOG
 
+    def originate_local(self, exten: str, context: str = "default", marker: str = "RESULT",
+                        timeout: float = 10, app: str = "Wait 1") -> str:
+        """Originate ``Local/<exten>@<context>`` (the other side runs ``app``) and return the first
+        ``app_verbose`` line starting with ``marker`` that *this* call logs.
+
+        The call is recognised by its call id (``[C-...]``) from its first priority, so a line a
+        previous call is still logging (e.g. from its ``h`` extension) is never taken for it.
+        Needs verbose level 3 (the ``Executing`` lines).
+        """
+        since = self.log_offset()
+        self.cli(f"channel originate Local/{exten}@{context} application {app}")
+        call = self.wait_for_log(rf"\]\[(C-[0-9a-f]+)\] pbx\.c: Executing \[{re.escape(exten)}@"
+                                 rf"{re.escape(context)}:1\]", timeout=timeout, since=since).group(1)
+        return self.wait_for_log(rf"\]\[{call}\] app_verbose\.c: ({marker}\b.*)$", timeout=timeout,
+                                 since=since).group(1)
+
     def log_offset(self) -> int:
         """Current size of the full log, for ``since=``."""
         try:

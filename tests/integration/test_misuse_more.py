@@ -109,8 +109,9 @@ def test_a_function_running_an_application_when_read_by_ami_without_a_channel_fa
     with node.ami() as ami:
         reply = ami.action("Getvar", Variable="PYANNOUNCE()")
     assert reply["Response"] == "Success" and reply["Value"] == ""
-    assert "RuntimeError: cannot run Playback here: this function is read without a call" \
-        in node.log_text()
+    # the logger writes from its own thread: wait for the entry
+    node.wait_for_log(r"RuntimeError: cannot run Playback here: this function is read without a "
+                      r"call")
     assert_node_healthy(node)
 
 
@@ -134,6 +135,6 @@ def test_an_on_unload_hook_that_never_returns_does_not_wedge_reload_or_shutdown(
     node = python_asterisk(DIALPLAN, modules=("px_demo", "px_stuck"),
                            paths=(str(PYMODS), str(tmp_path)))
     node.cli("module reload pbx_python.so", timeout=20)   # held Asterisk's module list forever
-    assert "on_unload hooks (reload) still running after 5 s" in node.log_text()
+    node.wait_for_log(r"on_unload hooks \(reload\) still running after 5 s")
     assert "pbx_python.so" in node.cli("module show like pbx_python", timeout=5)
     assert_node_healthy(node)

@@ -68,12 +68,7 @@ exten => h,1,Verbose(0,RESULT HANGUP PYTHON_ERROR=[${PYTHON_ERROR}])
 
 def run(ast, exten: str, marker: str = "RESULT", timeout: float = 10, setvars: str = "") -> str:
     """Originate a Local channel into `exten` and return the first RESULT line it logs."""
-    since = ast.log_offset()
-    ast.cli(f"channel originate Local/{exten}@default application Wait 1")
-    # this call's own lines (its call id): the previous call's h extension may still be logging
-    call = ast.wait_for_log(rf"\]\[(C-[0-9a-f]+)\] pbx\.c: Executing \[{re.escape(exten)}@"
-                            rf"default:1\]", timeout=timeout, since=since).group(1)
-    return ast.wait_for_log(rf"\]\[{call}\] app_verbose\.c: ({marker}\b.*)$", timeout=timeout, since=since).group(1)
+    return ast.originate_local(exten, "default", marker, timeout=timeout)
 
 
 def test_application_sets_a_variable_the_dialplan_reads(python_asterisk):

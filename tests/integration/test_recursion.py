@@ -59,9 +59,7 @@ SHAPES = ["plain", "getattr_hook", "getattribute_hook", "property_reads_itself",
 
 def run(ast, exten: str, timeout: float = 30, marker: str = "RESULT") -> str:
     """Originate a Local channel into `exten` and return the first `marker` line it logs."""
-    since = ast.log_offset()
-    ast.cli(f"channel originate Local/{exten}@default application Wait 1")
-    return ast.wait_for_log(rf"app_verbose\.c: ({marker}\b.*)$", timeout=timeout, since=since).group(1)
+    return ast.originate_local(exten, "default", marker, timeout=timeout)
 
 
 def start(python_asterisk, shape: str = "", **kwargs):
@@ -72,8 +70,10 @@ def start(python_asterisk, shape: str = "", **kwargs):
 
 def assert_logged_recursion_error(ast, what: str) -> None:
     """The Asterisk log shows `what` ended in RecursionError, with a Python traceback."""
+    # Asterisk's logger writes from its own thread: wait for the entry rather than read at once
+    ast.wait_for_log(rf"ERROR\[\d+\].*Python {what}.* raised an exception:", timeout=15)
+    ast.wait_for_log(r"^RecursionError: maximum recursion depth exceeded", timeout=15)
     log = ast.log_text()
-    assert re.search(rf"ERROR\[\d+\].*Python {what}.* raised an exception:", log), log[-3000:]
     assert "Traceback (most recent call last):" in log
     assert re.search(r"^RecursionError: maximum recursion depth exceeded", log, re.M), log[-3000:]
 
