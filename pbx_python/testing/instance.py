@@ -422,8 +422,8 @@ class AsteriskInstance:
         """The ``full`` log file (notice, warning, error, verbose, debug, dtmf)."""
         return self.logdir / cfg.FULL_LOG
 
-    def originate_local(self, exten: str, context: str = "default", marker: str = "RESULT",
-                        timeout: float = 10, app: str = "Wait 1") -> str:
+    def run_local(self, exten: str, context: str = "default", marker: str = "RESULT",
+                  timeout: float = 10, app: str = "Wait 1") -> str:
         """Originate ``Local/<exten>@<context>`` (the other side runs ``app``) and return the first
         ``app_verbose`` line starting with ``marker`` that *this* call logs.
 

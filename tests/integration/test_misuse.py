@@ -109,7 +109,7 @@ exten => s,1,PyLegName(${{ARG1}})
 
 def run(ast, exten: str, marker: str = "RESULT", context: str = "default") -> str:
     """Originate a Local channel into `exten` and return the first RESULT line it logs."""
-    return ast.originate_local(exten, context, marker, timeout=10)
+    return ast.run_local(exten, context, marker, timeout=10)
 
 
 def b64(line: str, key: str = "ERR") -> str:

@@ -68,7 +68,7 @@ exten => h,1,Verbose(0,RESULT HANGUP PYTHON_ERROR=[${PYTHON_ERROR}])
 
 def run(ast, exten: str, marker: str = "RESULT", timeout: float = 10, setvars: str = "") -> str:
     """Originate a Local channel into `exten` and return the first RESULT line it logs."""
-    return ast.originate_local(exten, "default", marker, timeout=timeout)
+    return ast.run_local(exten, "default", marker, timeout=timeout)
 
 
 def test_application_sets_a_variable_the_dialplan_reads(python_asterisk):

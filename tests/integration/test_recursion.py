@@ -59,7 +59,7 @@ SHAPES = ["plain", "getattr_hook", "getattribute_hook", "property_reads_itself",
 
 def run(ast, exten: str, timeout: float = 30, marker: str = "RESULT") -> str:
     """Originate a Local channel into `exten` and return the first `marker` line it logs."""
-    return ast.originate_local(exten, "default", marker, timeout=timeout)
+    return ast.run_local(exten, "default", marker, timeout=timeout)
 
 
 def start(python_asterisk, shape: str = "", **kwargs):
