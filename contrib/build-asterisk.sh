@@ -96,22 +96,54 @@ pick_version() {
     echo "${v#1:}"
 }
 
+# The module set. A cached build whose stamp records another set is completed in place (the
+# source tree and objects are kept, so adding a module rebuilds only what changed).
+ENABLE=(
+  chan_pjsip
+  app_dial app_stack app_verbose app_exec app_userevent app_playback app_echo app_originate
+  app_channelredirect app_while app_senddtmf app_read app_dumpchan app_chanisavail app_milliwatt
+  app_playtones app_softhangup app_transfer app_waitforsilence app_authenticate
+  bridge_simple bridge_native_rtp bridge_holding bridge_builtin_features bridge_builtin_interval_features
+  codec_ulaw codec_alaw codec_gsm codec_a_mu format_wav format_gsm format_pcm format_sln
+  pbx_config pbx_lua pbx_spool
+  res_agi res_clioriginate res_rtp_asterisk res_timing_timerfd res_musiconhold res_speech
+  res_sorcery_config res_sorcery_memory res_sorcery_astdb res_sorcery_realtime res_sorcery_memory_cache
+  res_pjproject res_http_websocket res_crypto res_srtp res_format_attr_opus res_manager_devicestate
+  res_pjsip res_pjsip_session res_pjsip_pubsub res_pjsip_header_funcs res_pjsip_endpoint_identifier_ip
+  res_pjsip_endpoint_identifier_user res_pjsip_outbound_registration res_pjsip_registrar res_pjsip_authenticator_digest
+  res_pjsip_outbound_authenticator_digest res_pjsip_caller_id res_pjsip_diversion res_pjsip_dtmf_info
+  res_pjsip_sdp_rtp res_pjsip_nat res_pjsip_rfc3326 res_pjsip_refer res_pjsip_notify res_pjsip_logger
+  res_pjsip_acl res_pjsip_dialog_info_body_generator res_pjsip_exten_state res_pjsip_mwi res_pjsip_one_touch_record_info
+  res_pjsip_path res_pjsip_messaging res_pjsip_send_to_voicemail res_pjsip_rfc3329 res_pjsip_config_wizard
+  res_pjsip_pidf_body_generator res_pjsip_xpidf_body_generator res_pjsip_pidf_eyebeam_body_augmentor
+  res_pjsip_pidf_digium_body_augmentor res_pjsip_publish_asterisk res_pjsip_t38 res_pjsip_empty_info
+  res_pjsip_transport_websocket res_pjsip_phoneprov_provider res_pjsip_sips_contact res_pjsip_history
+  res_pjsip_mwi_body_generator res_pjsip_geolocation res_geolocation res_pjsip_aoc
+  app_voicemail res_adsi res_smdi res_prometheus chan_iax2 app_directory app_sayunixtime
+)
+MODULE_SET=$(printf '%s\n' "${ENABLE[@]}" "flavor=$FLAVOR" | sha1sum | cut -c1-12)
+
 if [ "$(id -u)" = 0 ] && [ ! -f "$SRC_LIST" ]; then ensure_apt; fi
 VERSION=$(pick_version)
 PREFIX="$CACHE/asterisk-$VERSION${FLAVOR:+-$FLAVOR}"
 STAMP="$PREFIX/.pbx-python-build-ok"
 
 if [ "$PRINT_ONLY" = 1 ]; then echo "$PREFIX"; exit 0; fi
-if [ -f "$STAMP" ]; then log "Asterisk $VERSION${FLAVOR:+ ($FLAVOR)} already built in $PREFIX"; echo "$PREFIX"; exit 0; fi
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$MODULE_SET" ]; then
+    log "Asterisk $VERSION${FLAVOR:+ ($FLAVOR)} already built in $PREFIX"; echo "$PREFIX"; exit 0
+fi
 
 exec 9>"$CACHE/.build-$VERSION.lock"
 if ! flock -n 9; then
     log "another build of Asterisk $VERSION is running; waiting for it"
     flock 9
 fi
-if [ -f "$STAMP" ]; then log "Asterisk $VERSION${FLAVOR:+ ($FLAVOR)} already built in $PREFIX"; echo "$PREFIX"; exit 0; fi
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$MODULE_SET" ]; then
+    log "Asterisk $VERSION${FLAVOR:+ ($FLAVOR)} already built in $PREFIX"; echo "$PREFIX"; exit 0
+fi
 
 ensure_apt
+[ -f "$STAMP" ] && log "the cached build has another module set: adding what is missing"
 log "building Asterisk $VERSION${FLAVOR:+ ($FLAVOR)} into $PREFIX"
 T0=$(date +%s)
 WORK="$CACHE/src/$VERSION"
@@ -165,28 +197,6 @@ for cat in MENUSELECT_ADDONS MENUSELECT_APPS MENUSELECT_BRIDGES MENUSELECT_CDR M
     $M --disable-category "$cat" menuselect.makeopts >/dev/null
 done
 $M --disable BUILD_NATIVE menuselect.makeopts >/dev/null
-ENABLE=(
-  chan_pjsip
-  app_dial app_stack app_verbose app_exec app_userevent app_playback app_echo app_originate
-  app_channelredirect app_while app_senddtmf app_read app_dumpchan app_chanisavail app_milliwatt
-  app_playtones app_softhangup app_transfer app_waitforsilence app_authenticate
-  bridge_simple bridge_native_rtp bridge_holding bridge_builtin_features bridge_builtin_interval_features
-  codec_ulaw codec_alaw codec_gsm codec_a_mu format_wav format_gsm format_pcm format_sln
-  pbx_config pbx_lua pbx_spool
-  res_agi res_clioriginate res_rtp_asterisk res_timing_timerfd res_musiconhold res_speech
-  res_sorcery_config res_sorcery_memory res_sorcery_astdb res_sorcery_realtime res_sorcery_memory_cache
-  res_pjproject res_http_websocket res_crypto res_srtp res_format_attr_opus res_manager_devicestate
-  res_pjsip res_pjsip_session res_pjsip_pubsub res_pjsip_header_funcs res_pjsip_endpoint_identifier_ip
-  res_pjsip_endpoint_identifier_user res_pjsip_outbound_registration res_pjsip_registrar res_pjsip_authenticator_digest
-  res_pjsip_outbound_authenticator_digest res_pjsip_caller_id res_pjsip_diversion res_pjsip_dtmf_info
-  res_pjsip_sdp_rtp res_pjsip_nat res_pjsip_rfc3326 res_pjsip_refer res_pjsip_notify res_pjsip_logger
-  res_pjsip_acl res_pjsip_dialog_info_body_generator res_pjsip_exten_state res_pjsip_mwi res_pjsip_one_touch_record_info
-  res_pjsip_path res_pjsip_messaging res_pjsip_send_to_voicemail res_pjsip_rfc3329 res_pjsip_config_wizard
-  res_pjsip_pidf_body_generator res_pjsip_xpidf_body_generator res_pjsip_pidf_eyebeam_body_augmentor
-  res_pjsip_pidf_digium_body_augmentor res_pjsip_publish_asterisk res_pjsip_t38 res_pjsip_empty_info
-  res_pjsip_transport_websocket res_pjsip_phoneprov_provider res_pjsip_sips_contact res_pjsip_history
-  res_pjsip_mwi_body_generator res_pjsip_geolocation res_geolocation res_pjsip_aoc
-)
 for m in "${ENABLE[@]}"; do $M --enable "$m" menuselect.makeopts >/dev/null 2>&1 || log "note: cannot enable $m"; done
 # every dialplan function whose libraries are present
 $M --enable-category MENUSELECT_FUNCS menuselect.makeopts >/dev/null
@@ -214,7 +224,8 @@ fi
     echo "sanitizer=${FLAVOR:+address}"
     echo "build_seconds=$(( $(date +%s) - T0 ))"
     echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "module_set=$MODULE_SET"
 } > "$PREFIX/.pbx-python-build-info"
-touch "$STAMP"
+echo "$MODULE_SET" > "$STAMP"
 log "done in $(( $(date +%s) - T0 ))s: $PREFIX"
 echo "$PREFIX"
