@@ -84,7 +84,8 @@ def test_files_load_and_a_phone_reaches_the_hello_service_on_sopB(contrib_cluste
         dialplan = inst.cli("dialplan show callservice-in")
         assert "'2000' =>" in dialplan and "'8500' =>" in dialplan, dialplan
         directory = inst.cli("callservice show directory 4711")
-        assert re.search(r"\bsopA\b", directory) and re.search(r"\bsopB\b", directory), directory
+        assert re.search(r"^Primary:\s+sopA$", directory, re.M), directory
+        assert re.search(r"^Secondary:\s+sopB$", directory, re.M), directory
         assert "4711" in inst.cli("voicemail show users for default")
 
     a_since, b_since = nodes["sopA"].log_offset(), nodes["sopB"].log_offset()

@@ -118,12 +118,17 @@ def test_the_caller_is_asked_for_the_mailbox_in_the_language_chosen(cluster, sip
     assert caller_prompts[:1] == [("vm-login", "fr")]
 
 
-def test_primary_down_the_mailbox_opens_on_the_secondary(cluster, sipp):
-    cluster["sopB"].stop()
+def stop_and_wait_down(nodes, sop: str) -> None:
+    """Stop ``sop``'s Asterisk and wait until sopA's qualify sees its trunk UNAVAILABLE."""
+    nodes[sop].stop()
     deadline = time.monotonic() + 10
-    while cluster["sopA"].eval_function("DEVICE_STATE(PJSIP/sopB)") != "UNAVAILABLE":
-        assert time.monotonic() < deadline, "sopA's qualify did not notice that sopB is down"
+    while nodes["sopA"].eval_function(f"DEVICE_STATE(PJSIP/{sop})") != "UNAVAILABLE":
+        assert time.monotonic() < deadline, f"sopA's qualify did not notice that {sop} is down"
         time.sleep(0.1)
+
+
+def test_primary_down_the_mailbox_opens_on_the_secondary(cluster, sipp):
+    stop_and_wait_down(cluster, "sopB")
 
     logs = dial_voicemail(cluster, sipp, FRENCH + MAILBOX)
 
@@ -150,3 +155,16 @@ def test_a_mailbox_not_in_the_directory_places_no_call(cluster, sipp):
                             "status= sop= tried=")
     assert not any("voicemail service" in text for text in logs.values())
     assert [(p.file, p.language) for p in prompts(logs["sopA"])][-1] == ("pbx-invalid", "en")
+
+
+def test_both_sops_of_the_mailbox_down_takes_the_unavailable_branch(cluster, sipp):
+    stop_and_wait_down(cluster, "sopB")
+    stop_and_wait_down(cluster, "sopC")
+
+    logs = dial_voicemail(cluster, sipp, ENGLISH + MAILBOX)
+
+    assert report(logs) == (f"voicemail: mailbox [{MAILBOX}] language [en] directory [sopB,sopC] "
+                            "status=UNAVAILABLE sop= tried=sopB:KNOWN_DOWN,sopC:KNOWN_DOWN")
+    assert re.search(rf"WARNING\[.*voicemail: no SOP can open mailbox {MAILBOX} "
+                     r"\(sopB:KNOWN_DOWN,sopC:KNOWN_DOWN\)", logs["sopA"])
+    assert [(p.file, p.language) for p in prompts(logs["sopA"])][-1] == ("vm-nobodyavail", "en")
