@@ -50,7 +50,7 @@ IN_EXTEN = "CALLSERVICE_IN_EXTEN"    # the extension CallService delivered the c
 REJECT = "CALLSERVICE_REJECT"        # armed final response (482/483) of an inbound cluster call
 
 SYNOPSIS = "Route a call to an extension on a SOP of the cluster, with four call parameters"
-SYNTAX = "CallService(extension[,sop1[,sop2[,param1[,param2[,param3[,param4[,options]]]]]]])"
+SYNTAX = "CallService(extension,sop1[,sop2[,param1[,param2[,param3[,param4[,options]]]]]])"
 ARGUMENTS = """\
 extension: the extension to call in the service context of the chosen SOP
 sop1: the primary SOP (node) where the extension lives
