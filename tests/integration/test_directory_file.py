@@ -285,3 +285,11 @@ def test_callservice_without_sops_and_without_directory_is_invalidargs(cs_cluste
     assert call(nodes["sopA"], "directory") == "RESULT STATUS=INVALIDARGS SOP= TRIED="
     assert re.search(r"WARNING\[.*the cluster directory is not loaded",
                      nodes["sopA"].log_text(since))
+
+
+def test_show_directory_and_show_sops_work_side_by_side(cs_cluster):
+    nodes = cs_cluster()
+    sops = nodes["sopA"].cli("callservice show sops")
+    directory = nodes["sopA"].cli("callservice show directory")
+    assert re.search(r"^sopB\s+remote", sops, re.M)
+    assert re.search(r"^Entries:\s+2$", directory, re.M)
