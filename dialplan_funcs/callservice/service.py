@@ -416,7 +416,7 @@ def _directory_sops(chan: px.Channel, exten: str) -> "tuple[str, str] | routing.
     never imported from here (it is a module of its own, listed in pbx_python.conf)."""
     global _directory
     _directory = sys.modules.get(DIRECTORY_MODULE) or _directory
-    if _directory is None or _directory.status() is None:
+    if _directory is None or not _directory.loaded():
         error = ("no SOP given and the cluster directory is not loaded (add "
                  "dialplan_funcs.directory to modules in pbx_python.conf)")
         log.warning("CallService on %s: %s; no call placed", chan.name, error)

@@ -242,3 +242,17 @@ def test_an_exact_entry_always_beats_patterns(number, patterns):
     if t is None:
         return
     assert winner(t, number) == number
+
+
+def test_entry_attributes_are_a_copy_of_the_mapping_given():
+    given = {"name": "Marie"}
+    entry = Entry("4711", "sopA", "", given)
+    given["name"] = "changed"
+    assert entry.attrs == {"name": "Marie"}
+
+
+def test_entries_can_be_hashed_and_converted_to_dicts():
+    import dataclasses
+    entry = Entry("4711", "sopA", "sopB", {"name": "Marie"})
+    assert len({entry, Entry("4711", "sopA", "sopB", {"name": "Marie"})}) == 1
+    assert dataclasses.asdict(entry)["attrs"] == {"name": "Marie"}
