@@ -29,6 +29,7 @@ exten => fields,1,Verbose(0,RESULT DEFAULT=[${GETEXTENSIONINFO(4711)}] PRIMARY=[
 exten => attrs,1,Verbose(0,RESULT NAME=[${GETEXTENSIONINFO(4711,name)}] VM=[${GETEXTENSIONINFO(5123,vm_context)}] NOSUCH=[${GETEXTENSIONINFO(4711,nosuch)}])
 exten => nosecondary,1,Verbose(0,RESULT [${GETEXTENSIONINFO(6123)}] SECONDARY=[${GETEXTENSIONINFO(6123,secondary)}])
 exten => unknown,1,Verbose(0,RESULT DEFAULT=[${GETEXTENSIONINFO(9999)}] FOUND=[${GETEXTENSIONINFO(9999,found)}] PRIMARY=[${GETEXTENSIONINFO(9999,primary)}] ERROR=[${PYTHON_ERROR}])
+exten => misuse,1,Verbose(0,RESULT EXTRA=[${GETEXTENSIONINFO(4711,primary,more)}] FIELD=[${GETEXTENSIONINFO(4711,na-me)}])
 exten => precedence,1,Verbose(0,RESULT EXACT=[${GETEXTENSIONINFO(4711,pattern)}] PATTERN=[${GETEXTENSIONINFO(4712,pattern)}] PRIMARY=[${GETEXTENSIONINFO(4712)}])
 """
 
@@ -72,6 +73,15 @@ def test_unknown_extension_reads_empty_and_found_0_without_error(node):
     since = ast.log_offset()
     assert ast.run_local("unknown") == "RESULT DEFAULT=[] FOUND=[0] PRIMARY=[] ERROR=[]"
     assert not re.search(r"(WARNING|ERROR)\[", ast.log_text(since))
+
+
+def test_misuse_reads_empty_with_a_warning_naming_the_mistake(node):
+    ast = node()
+    since = ast.log_offset()
+    assert ast.run_local("misuse") == "RESULT EXTRA=[] FIELD=[]"
+    log = ast.log_text(since)
+    assert re.search(r"WARNING\[.*GETEXTENSIONINFO: 1 argument\(s\) too many", log)
+    assert re.search(r"WARNING\[.*GETEXTENSIONINFO\(4711,na-me\): the field is not", log)
 
 
 def test_exact_extension_beats_the_pattern_that_also_matches_it(node):
