@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from dialplan_funcs.directory.table import Entry, Table
+from dialplan_funcs.directory.table import Entry
 from pbx_python.config import Config
 from pbx_python.registry import Registry, collect_into
 
