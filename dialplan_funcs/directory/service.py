@@ -101,6 +101,11 @@ def lookup(exten: str) -> Optional[Entry]:
     return table.lookup(exten) if owner is not None else None
 
 
+def loaded() -> bool:
+    """Whether a directory is loaded (this package is in service, whatever its table holds)."""
+    return _holder().current[2] is not None
+
+
 def status() -> Optional[SourceStatus]:
     """The source's status, with the table in service; None when no directory is loaded."""
     table, loaded_at, owner = _holder().current

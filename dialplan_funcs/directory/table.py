@@ -18,7 +18,6 @@ import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Optional
 
 MAX_EXTEN_CHARS = 80
@@ -43,10 +42,12 @@ class Entry:
     pattern: str                 # exact extension "4711" or Asterisk pattern "_5XXX"
     primary: str                 # SOP name
     secondary: str               # SOP name or "" (none)
-    attrs: Mapping[str, str] = field(default_factory=dict)   # extra attributes by name
+    # extra attributes by name: a copy of the mapping given, never changed afterwards (a plain
+    # dict, so that dataclasses.asdict/copy/pickle work); not part of the hash
+    attrs: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "attrs", MappingProxyType(dict(self.attrs)))
+        object.__setattr__(self, "attrs", dict(self.attrs))
 
     @property
     def is_pattern(self) -> bool:
