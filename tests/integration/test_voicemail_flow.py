@@ -35,6 +35,12 @@ MAILBOX = "5001"                      # cluster_directory.conf: _5XXX on sopB, t
 MESSAGES = 2
 ENGLISH, FRENCH = "1", "2"
 DIRECTORY = "\n[directory]\nsource = file\nfile = cluster_directory.conf\n"
+# A callflow with a mistake: it passes a mailbox that is not a number to the 8500 service.
+BAD_CALLFLOW = """
+[test]
+exten => badmailbox,1,CallService(8500,sopB,,4a11,fr)
+ same => n,Verbose(0,RESULT STATUS=${CALLSERVICE_STATUS} TRIED=${CALLSERVICE_TRIED})
+"""
 REPORT_RE = r"app_verbose\.c: (voicemail: mailbox \[[^\]]*\] .*)$"
 
 
@@ -56,7 +62,7 @@ def cluster(asterisk_factory):
              for name in ("voicemail.conf", "cluster_directory.conf")}
     spec = ClusterSpec(sops=pick_hosts(), modules=["dialplan_funcs.directory"],
                        python_path=[str(ROOT)], extra_callservice=DIRECTORY, extra_configs=files)
-    extensions = (CLUSTER_DIR / "extensions.conf").read_text()
+    extensions = (CLUSTER_DIR / "extensions.conf").read_text() + BAD_CALLFLOW
     nodes = start_cluster(spec, lambda node: extensions, MODULE_SO, asterisk_factory)
     wait_qualified(nodes)
     for node in ("sopB", "sopC"):
@@ -168,3 +174,17 @@ def test_both_sops_of_the_mailbox_down_takes_the_unavailable_branch(cluster, sip
     assert re.search(rf"WARNING\[.*voicemail: no SOP can open mailbox {MAILBOX} "
                      r"\(sopB:KNOWN_DOWN,sopC:KNOWN_DOWN\)", logs["sopA"])
     assert [(p.file, p.language) for p in prompts(logs["sopA"])][-1] == ("vm-nobodyavail", "en")
+
+
+def test_the_service_refuses_a_mailbox_that_is_not_a_number_from_another_sop(cluster):
+    b_since = cluster["sopB"].log_offset()
+
+    result = cluster["sopA"].run_local("badmailbox", "test")
+
+    assert result == "RESULT STATUS=BUSY TRIED=sopB:DECLINED"
+    cluster["sopB"].wait_for_log(r"WARNING\[.*voicemail service: no valid mailbox in Parameter1 "
+                                 r"\(from sopA\): call refused", since=b_since)
+    assert "voicemail service: mailbox" not in cluster["sopB"].log_text(b_since)
+    assert not prompts(cluster["sopB"].log_text(b_since))
+
+
