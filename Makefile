@@ -11,6 +11,16 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 APT_PACKAGES := sip-tester python3-dev python3-venv build-essential
+# The PostgreSQL cluster directory: the server for the tests' private PostgreSQL
+# (pbx_python/testing/postgres.py) and libpq, which psycopg 3 (pure Python) loads.
+APT_PACKAGES += postgresql libpq5
+# Installed into the venv that Asterisk embeds; psycopg >= 3.2 for notifies(timeout=).
+PIP_PACKAGES := cffi setuptools wheel pytest hypothesis psycopg>=3.2
+# .deps-ok holds this list: when the list changes, deps runs again.
+DEPS_LIST := apt: $(APT_PACKAGES) pip: $(PIP_PACKAGES)
+ifneq ($(file < $(VENV)/.deps-ok),$(DEPS_LIST))
+.PHONY: $(VENV)/.deps-ok
+endif
 
 # The sanitizer build of the module: its own output dir, linked against the ASan Asterisk's headers.
 ASAN_BUILD  := build-asan
@@ -31,9 +41,10 @@ $(VENV)/.deps-ok: setup.py
 	  else echo "missing Debian packages (install as root):$$missing"; exit 1; fi; fi
 	$(PYTHON) -c 'import sysconfig,sys; sys.exit(0 if sysconfig.get_config_var("Py_ENABLE_SHARED") else "$(PYTHON) has no shared libpython: use another python3 (PYTHON=/usr/bin/python3)")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check cffi setuptools wheel pytest hypothesis
+	$(PY) -m pip install -q --disable-pip-version-check $(foreach p,$(PIP_PACKAGES),'$(p)')
 	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -e .
-	touch $@
+	$(PY) -c 'import psycopg; psycopg.pq.version()' || { echo "psycopg cannot load libpq (apt install libpq5)"; exit 1; }
+	printf '%s\n' '$(DEPS_LIST)' > $@
 
 asterisk:
 	bash contrib/build-asterisk.sh
