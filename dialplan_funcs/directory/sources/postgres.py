@@ -11,7 +11,7 @@ snapshot it last wrote) and logs that ONCE as a WARNING; the thread retries with
 at :data:`MAX_BACKOFF` seconds and logs once when the database is back. A reload whose rows do not
 validate is refused as a whole (logged with every problem; the previous table stays).
 
-The pure parts (row conversion, DSN redaction, snapshot format, backoff) are module functions
+The pure parts (row conversion, snapshot format, backoff) are module functions
 with unit tests; :class:`PostgresSource` is the thread and its status.
 """
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import tempfile
 import threading
 import time
@@ -27,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..settings import DirectorySettings
 from ..table import Entry, Table, TableError
 from . import SourceStatus
 
@@ -69,20 +69,6 @@ class RowsError(ValueError):
 
 # ---------------------------------------------------------------------------------------------
 # Pure parts
-
-_KV_PASSWORD = re.compile(r"""\bpassword\s*=\s*(?:'(?:[^'\\]|\\.)*'|[^\s']\S*)\s*""", re.I)
-_URI_USERINFO = re.compile(r"^(postgres(?:ql)?://[^:/@?]*):[^@/?]*@", re.I)
-_URI_QUERY_PASSWORD = re.compile(r"([?&])password=[^&]*&?", re.I)
-
-
-def redact_dsn(dsn: str) -> str:
-    """``dsn`` (key=value or postgresql:// URI) without its password, for logs and status."""
-    if re.match(r"postgres(?:ql)?://", dsn, re.I):
-        out = _URI_USERINFO.sub(r"\1@", dsn)
-        out = _URI_QUERY_PASSWORD.sub(r"\1", out)
-        return out.rstrip("?&")
-    return _KV_PASSWORD.sub("", dsn).strip()
-
 
 def row_to_entry(row: Sequence[Any]) -> Entry:
     """One (extension, primary_sop, secondary_sop, attributes) row as an :class:`Entry`.
@@ -213,16 +199,15 @@ def describe_time(when: float) -> str:
 
 
 class PostgresSource:
-    """The :class:`~dialplan_funcs.directory.sources.Source` for ``source = postgresql``.
+    """The :class:`~dialplan_funcs.directory.sources.Source` for ``source = postgresql``:
+    ``settings.dsn`` (libpq connection string), ``settings.refresh`` (seconds between full
+    reloads), ``settings.snapshot`` (absolute path of the JSON snapshot)."""
 
-    ``settings`` needs ``dsn`` (libpq connection string), ``refresh`` (seconds between full
-    reloads) and ``snapshot`` (path of the JSON snapshot)."""
-
-    def __init__(self, settings: Any) -> None:
-        self.dsn: str = settings.dsn
+    def __init__(self, settings: DirectorySettings) -> None:
+        self.dsn = settings.dsn
         self.refresh = float(settings.refresh)
         self.snapshot = Path(settings.snapshot)
-        self.location = redact_dsn(self.dsn)
+        self.location = settings.safe_dsn      # the DSN without its password
         self._publish: Callable[[Table], None] | None = None
         self._stop = threading.Event()
         self._first_attempt = threading.Event()
@@ -370,7 +355,7 @@ class PostgresSource:
             self._down = False
             self._last_error = ""
             log.info("PostgreSQL directory %s: database reachable again; %d entries loaded",
-                        self.location, self._entries)
+                     self.location, self._entries)
         elif self._loaded_at is not None:
             log.info("PostgreSQL directory %s: %d entries loaded", self.location, self._entries)
 
