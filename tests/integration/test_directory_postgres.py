@@ -36,10 +36,11 @@ def directory_node(python_asterisk, postgres, tmp_path) -> Callable[..., Asteris
     """Start an Asterisk whose directory is the test's private PostgreSQL. Its snapshot is
     under tmp_path: the default (<astdatadir>/pbx_python) is in the Asterisk prefix the test
     instances share."""
-    def start(name: str = "ast", snapshot: Optional[Path] = None) -> AsteriskInstance:
+    def start(name: str = "ast", snapshot: Optional[Path] = None,
+              refresh: float = 30) -> AsteriskInstance:
         snapshot = snapshot or tmp_path / name / "directory.json"
         return python_asterisk(modules=("dialplan_funcs.directory",), name=name,
-                               extra_sections=directory_section(postgres, snapshot))
+                               extra_sections=directory_section(postgres, snapshot, refresh))
     return start
 
 
@@ -97,6 +98,17 @@ def test_inserts_and_deletes_are_followed_too(postgres, directory_node):
     wait_value([node], "5123,found", "0", timeout=2)
     postgres.psql("TRUNCATE cluster_directory")
     wait_value([node], "4711,found", "0", timeout=2)
+
+
+def test_a_change_that_sends_no_notification_is_seen_at_the_periodic_refresh(postgres,
+                                                                           directory_node):
+    postgres.psql(MARIE)
+    node = directory_node("every1s", refresh=1)
+    slow = directory_node("every30s", refresh=30)
+    postgres.psql("ALTER TABLE cluster_directory DISABLE TRIGGER cluster_directory_notify")
+    postgres.psql("UPDATE cluster_directory SET primary_sop = 'sopC' WHERE extension = '4711'")
+    wait_value([node], "4711", "sopC,sopB", timeout=2)
+    assert info(slow, "4711") == "sopA,sopB"          # no NOTIFY, no refresh yet: not seen
 
 
 def test_a_change_with_a_bad_row_is_refused_and_the_directory_kept(postgres, directory_node):
