@@ -241,12 +241,13 @@ class PostgresSource:
         """Stop the thread: it checks for stop at least every POLL seconds, and a query in
         progress is cancelled. Returns within a few seconds; idempotent."""
         self._stop.set()
-        conn = self._conn
-        if conn is not None:
-            try:
-                conn.cancel_safe(timeout=1.0)   # thread-safe (PQcancel); never close() from here
-            except Exception:  # noqa: BLE001 - best effort: the thread also times out by itself
-                pass
+        with self._lock:       # the thread closes the connection under this lock: never both
+            conn = self._conn
+            if conn is not None and not conn.closed:
+                try:
+                    conn.cancel_safe(timeout=1.0)   # libpq's cancel is meant for other threads
+                except Exception:  # noqa: BLE001 - best effort: the thread times out by itself
+                    pass
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(CONNECT_TIMEOUT + 1.5)
@@ -379,8 +380,8 @@ class PostgresSource:
     def _close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001
-                pass
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001
+                    pass
