@@ -230,3 +230,56 @@ def test_notifications_in_a_burst_cause_few_reloads(postgres, tmp_path):
         assert len(tables) <= 5           # 50 transactions, 50 notifications: not 50 reloads
     finally:
         source.stop()
+
+
+# -------------------------------------------------------------------------- CallService(ext)
+
+
+def cs_extensions(node: str) -> str:
+    return f"""\
+[general]
+static = yes
+
+[phones]
+exten => mailbox,1,CallService(4711,,,fr)
+ same => n,Verbose(0,RESULT STATUS=${{CALLSERVICE_STATUS}} SOP=${{CALLSERVICE_SOP}})
+ same => n,Hangup()
+
+[callservice-in]
+exten => 4711,1,Answer()
+ same => n,Verbose(0,MAILBOX 4711 NODE={node} LANG=${{INITSERVICE(1)}})
+ same => n,Wait(0.2)
+ same => n,Hangup()
+"""
+
+
+def test_callservice_follows_a_mailbox_moved_in_postgresql_without_reload(postgres,
+                                                                         asterisk_factory,
+                                                                         tmp_path):
+    from pbx_python.testing.cluster import ClusterSpec, start_cluster, wait_qualified
+    from tests.conftest import MODULE_SO
+    from tests.integration.test_callservice import pick_hosts
+
+    postgres.psql("INSERT INTO cluster_directory (extension, primary_sop, secondary_sop) "
+                  "VALUES ('4711', 'sopB', 'sopA')")
+    spec = ClusterSpec(sops=pick_hosts(("sopA", "sopB", "sopC")),
+                       modules=["dialplan_funcs.directory"],
+                       extra_callservice="\n" + directory_section(postgres, tmp_path / "snap.json"))
+    nodes = start_cluster(spec, cs_extensions, MODULE_SO, asterisk_factory)
+    wait_qualified(nodes)
+
+    def call() -> str:
+        since = nodes["sopA"].log_offset()
+        nodes["sopA"].cli("channel originate Local/mailbox@phones application Wait 5")
+        return nodes["sopA"].wait_for_log(r"app_verbose\.c: (RESULT .*)$", timeout=15,
+                                          since=since).group(1)
+
+    b_since = nodes["sopB"].log_offset()
+    assert call() == "RESULT STATUS=ANSWER SOP=sopB"
+    nodes["sopB"].wait_for_log(r"MAILBOX 4711 NODE=sopB LANG=fr", since=b_since)
+    postgres.psql("UPDATE cluster_directory SET primary_sop = 'sopC', secondary_sop = 'sopB' "
+                  "WHERE extension = '4711'")
+    wait_value([nodes["sopA"]], "4711", "sopC,sopB", timeout=2)   # no reload
+    c_since = nodes["sopC"].log_offset()
+    assert call() == "RESULT STATUS=ANSWER SOP=sopC"
+    nodes["sopC"].wait_for_log(r"MAILBOX 4711 NODE=sopC LANG=fr", since=c_since)
