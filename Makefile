@@ -10,6 +10,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# make demo DEMO_ARGS="--directory=file" (or postgresql; default both), --keep, --verbose
+DEMO_ARGS ?=
 # Debian packages make deps installs (as root). The voice prompts (en, fr) are the ones the test
 # instances and the demo play: pbx_python/testing/instance.py links their sounds dir to
 # /usr/share/asterisk/sounds. Changing this list re-runs the check (the stamp depends on the Makefile).
@@ -100,7 +102,7 @@ test-asan: module-asan
 	  $(PY) -m pytest tests -q -ra -m integration --ignore=tests/integration/test_install.py $(PYTEST_ARGS)
 
 demo: module
-	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) contrib/demo.py
+	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) contrib/demo.py $(DEMO_ARGS)
 
 $(VENV)/.bench-deps-ok: $(VENV)/.deps-ok
 	$(PY) -m pip install -q --disable-pip-version-check panoramisk

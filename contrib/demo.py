@@ -2,7 +2,9 @@
 """CallService demo: a three-SOP cluster on loopback, with SIPp playing the phones.
 
     make demo                       # builds what is missing, then runs this script
-    ASTERISK_PREFIX=/path/to/asterisk .venv/bin/python contrib/demo.py [--keep] [--verbose]
+    make demo DEMO_ARGS=--directory=file        # only the part with the directory file
+    make demo DEMO_ARGS=--directory=postgresql  # only the part with the PostgreSQL directory
+    ASTERISK_PREFIX=/path/to/asterisk .venv/bin/python contrib/demo.py [--directory=both|file|postgresql] [--keep] [--verbose]
 
 Three Asterisk processes (sopA, sopB and sopC on 127.0.0.31-33) load build/pbx_python.so with
 dialplan_funcs.callservice. Each one has a PJSIP trunk to the other two, qualified every second.
@@ -20,13 +22,23 @@ language. The prompts Asterisk logs (with their language) on the node that took 
 where and how it was opened; the mailbox holds two messages on sopB and sopC (standing for the
 shared voicemail storage contrib/cluster/README.md asks for).
 
+The PostgreSQL part (run after the file part by default) restarts the three SOPs with
+`[directory] source = postgresql`: their directory comes from a private PostgreSQL server
+(pbx_python/testing/postgres.py: initdb into a temp dir, listening on a loopback address of its
+own only), with contrib/directory/schema.sql applied and rows seeded from the same
+cluster_directory.conf. A *98 call opens mailbox 4711 on its primary; then one SQL UPDATE moves
+the mailbox while the cluster runs, the script measures how long each node's `callservice show
+directory 4711` takes to show the move, and the next call opens the mailbox on its new SOP,
+without any `module reload`.
+
 Observation: the dialplan writes `DEMO ...` lines with Verbose(0,...), and the script reads them
 from each node's log. The service prints its parameters with BASE64_ENCODE, so a value with CR/LF
 stays on one log line, and the script decodes them.
 
 Everything the script starts is stopped on exit, including on failure, Ctrl-C and SIGTERM.
-Asterisk is stopped through its own PID, SIPp through the PIDs of the script's own children.
-The instances' temp dirs are removed unless you pass --keep.
+Asterisk is stopped through its own PID, SIPp through the PIDs of the script's own children,
+PostgreSQL with `pg_ctl stop` on its own data directory (then its own postmaster PID if that
+fails). The temp dirs are removed unless you pass --keep.
 """
 from __future__ import annotations
 
@@ -40,6 +52,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -52,8 +65,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from dialplan_funcs.directory.sources.file import parse as parse_directory  # noqa: E402
 from pbx_python.testing import AsteriskInstance, Sipp, SippResult, port_is_free  # noqa: E402
 from pbx_python.testing.cluster import ClusterSpec, wait_qualified  # noqa: E402
+from pbx_python.testing.net import claim_host, free_loopback_host, release_host  # noqa: E402
+from pbx_python.testing.postgres import PostgresError, PrivatePostgres, find_bindir  # noqa: E402
 from pbx_python.testing.sipp import DTMF_UAC, dtmf_args, sipp_binary  # noqa: E402
 from pbx_python.testing.voicemail import Prompt, prompts, seed_messages  # noqa: E402
 
@@ -78,6 +94,16 @@ MESSAGES = 2                  # seeded into the mailbox on sopB and sopC
 LANGUAGES = {"1": ("en", "English"), "2": ("fr", "French")}
 VM_HOLD_MS = 4000             # the phone stays in the mailbox this long after its last digit
 DIRECTORY = "\n[directory]\nsource = file\nfile = cluster_directory.conf\n"
+
+# The PostgreSQL scenarios: mailbox 4711 (cluster_directory.conf's exact entry: sopA, then sopB),
+# moved while the cluster runs with the UPDATE contrib/directory/schema.sql shows.
+PG_MAILBOX = "4711"
+PG_MOVE = ("sopC", "sopA")            # the mailbox's new primary and secondary
+MOVE_SQL = (f"UPDATE cluster_directory SET primary_sop = '{PG_MOVE[0]}', "
+            f"secondary_sop = '{PG_MOVE[1]}' WHERE extension = '{PG_MAILBOX}'")
+FOLLOW_LIMIT = 2.0                    # seconds every node may take to show the move
+SEED_SQL = ("INSERT INTO cluster_directory (extension, primary_sop, secondary_sop, attributes) "
+            "VALUES (%s, %s, %s, %s)")
 
 
 def b64(text: str) -> str:
@@ -206,6 +232,10 @@ def say(text: str = "", indent: int = 2) -> None:
     print(" " * indent + text if text else "", flush=True)
 
 
+def section(text: str) -> None:
+    print(f"\n══ {text} " + "═" * max(3, 77 - len(text)), flush=True)
+
+
 def title(number: int, text: str) -> None:
     print(f"\n── {number}. {text} " + "─" * max(3, 74 - len(text)), flush=True)
 
@@ -304,47 +334,117 @@ class Demo:
     keep: bool = False
     verbose: bool = False
     nodes: dict[str, AsteriskInstance] = field(default_factory=dict)
+    retired: list[AsteriskInstance] = field(default_factory=list)   # stopped by a restart
+    pg: Optional[PrivatePostgres] = None
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pxdemo", dir="/tmp")))
     spec: ClusterSpec = field(default_factory=lambda: ClusterSpec(
         sops=dict(HOSTS), python=sys.executable, modules=["dialplan_funcs.directory"],
         extra_callservice=DIRECTORY,
         extra_configs={name: (CLUSTER_DIR / name).read_text()
                        for name in ("cluster_directory.conf", "voicemail.conf")}))
+    # The PostgreSQL part: no cluster_directory.conf on the nodes; [directory] is added per
+    # node (its snapshot lives in the node's own dir), see pg_directory().
+    pg_spec: ClusterSpec = field(default_factory=lambda: ClusterSpec(
+        sops=dict(HOSTS), python=sys.executable, modules=["dialplan_funcs.directory"],
+        extra_configs={"voicemail.conf": (CLUSTER_DIR / "voicemail.conf").read_text()}))
 
     def __post_init__(self) -> None:
         self.sipp = Sipp(workdir=self.workdir / "sipp")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, source: str = "file") -> None:
+        """Start the three SOPs with the directory ``source`` (file or postgresql)."""
+        spec = self.spec if source == "file" else self.pg_spec
         for node, host in HOSTS.items():
             started = time.monotonic()
+            files = node_configs(spec, node)
             inst = AsteriskInstance(self.prefix, host=host, name=node, modules=[MODULE_SO],
-                                    configs=node_configs(self.spec, node))
+                                    configs=files)
             self.nodes[node] = inst          # tracked before start, so cleanup always sees it
+            if source == "postgresql":
+                block = self.pg_directory(inst)
+                inst.write_config("pbx_python.conf", files["pbx_python.conf"] + block)
+                if node == CALLER_NODE:
+                    say(f"each SOP's pbx_python.conf ends with (the snapshot in the node's own dir), "
+                        f"on {node}:")
+                    for line in block.strip().splitlines():
+                        say(line, indent=6)
             inst.start()
             say(f"{node}: Asterisk pid {inst.pid} on {host}:5060, up in "
                 f"{time.monotonic() - started:.1f} s  (logs: {inst.logdir})")
-        for node in ("sopB", "sopC"):
-            folder = seed_messages(self.nodes[node], MAILBOX, MESSAGES)
-            say(f"{node}: {MESSAGES} messages put into mailbox {MAILBOX} ({folder})")
+        mailbox, holders = (MAILBOX, ("sopB", "sopC")) if source == "file" else (PG_MAILBOX, tuple(HOSTS))
+        for node in holders:
+            folder = seed_messages(self.nodes[node], mailbox, MESSAGES)
+            say(f"{node}: {MESSAGES} messages put into mailbox {mailbox} ({folder})")
         started = time.monotonic()
         wait_qualified(self.nodes, timeout=15)
-        say(f"all 6 trunks qualified (SIP OPTIONS every {self.spec.qualify_frequency:g} s) in "
+        say(f"all 6 trunks qualified (SIP OPTIONS every {spec.qualify_frequency:g} s) in "
             f"{time.monotonic() - started:.1f} s")
+
+    def restart(self, source: str) -> None:
+        """Stop the SOPs still running (if any) and start three new ones with the directory
+        ``source``, on the same addresses."""
+        for node, inst in self.nodes.items():
+            if inst.running:
+                self.stop_node(node)
+        self.retired += self.nodes.values()
+        self.nodes = {}
+        self.start(source)
+
+    def pg_directory(self, inst: AsteriskInstance) -> str:
+        """The [directory] block of a node reading the private PostgreSQL."""
+        assert self.pg is not None
+        return (f"\n[directory]\nsource = postgresql\ndsn = {self.pg.dsn}\n"
+                f"snapshot = {inst.base / 'directory.json'}\n")
+
+    def start_postgres(self) -> None:
+        """Start the private PostgreSQL (schema applied) and seed it from cluster_directory.conf."""
+        import psycopg
+        from psycopg.types.json import Jsonb
+        started = time.monotonic()
+        self.pg = PrivatePostgres()          # tracked before start, so cleanup always sees it
+        self.pg.start()
+        version = self.pg.execute("SHOW server_version")[0][0]
+        say(f"private PostgreSQL {version}: pid {self.pg.pid}, listening on {self.pg.host}:"
+            f"{self.pg.port} only, up in {time.monotonic() - started:.1f} s  (data: {self.pg.data})")
+        say("database pbx, user pbx; contrib/directory/schema.sql applied (table cluster_directory, "
+            "NOTIFY trigger)")
+        table = parse_directory((CLUSTER_DIR / "cluster_directory.conf").read_text())
+        with psycopg.connect(self.pg.dsn, autocommit=True, connect_timeout=5) as conn:
+            with conn.transaction():
+                for e in table.entries:
+                    conn.execute(SEED_SQL, (e.pattern, e.primary, e.secondary, Jsonb(dict(e.attrs))))
+            rows = conn.execute("SELECT extension, primary_sop, secondary_sop, attributes::text "
+                                "FROM cluster_directory ORDER BY extension").fetchall()
+        say(f"seeded from contrib/cluster/cluster_directory.conf ({len(rows)} rows):")
+        say(f"{'extension':<10} {'primary_sop':<12} {'secondary_sop':<14} attributes", indent=6)
+        for ext, primary, secondary, attrs in rows:
+            say(f"{ext:<10} {primary:<12} {secondary:<14} {attrs}", indent=6)
 
     def cleanup(self) -> None:
         stop_sipp_children()
-        for node, inst in self.nodes.items():
+        instances = [*self.retired, *self.nodes.values()]
+        for inst in instances:
             if inst.running:
                 inst.stop(timeout=10)
             if inst.crashed:
-                say(f"WARNING: {node} ended with signal {-(inst.returncode or 0)}; its files: {inst.base}")
+                say(f"WARNING: {inst.name} ended with signal {-(inst.returncode or 0)}; its files: {inst.base}")
+        if self.pg is not None:
+            pid = self.pg.pid or self.pg.leftover_pid()
+            try:
+                self.pg.cleanup(keep=self.keep)
+            except PostgresError as exc:
+                say(f"WARNING: stopping PostgreSQL: {exc}")
+            if pid is not None and process_alive(pid):
+                say(f"WARNING: PostgreSQL pid {pid} is still running")
         if self.keep:
-            say("kept (--keep): " + ", ".join(f"{n} {i.base}" for n, i in self.nodes.items())
-                + f", SIPp {self.workdir}", indent=0)
+            kept = [f"{i.name} {i.base}" for i in instances]
+            if self.pg is not None:
+                kept.append(f"PostgreSQL {self.pg.base}")
+            say("kept (--keep): " + ", ".join(kept) + f", SIPp {self.workdir}", indent=0)
             return
-        for inst in self.nodes.values():
+        for inst in instances:
             if not inst.crashed:
                 shutil.rmtree(inst.base, ignore_errors=True)
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -413,6 +513,50 @@ class Demo:
             dump_logs(call)
         return call
 
+    def update_and_follow(self, sql: str, exten: str, primary: str, secondary: str,
+                          timeout: float = 5.0) -> Follow:
+        """Run ``sql`` on the directory database; meanwhile one thread per node polls
+        ``callservice show directory <exten>`` until it shows ``primary``/``secondary``."""
+        import psycopg
+        assert self.pg is not None
+        second = re.escape(secondary) if secondary else r"\(none\)"
+        want = re.compile(rf"^Primary:\s+{re.escape(primary)}\s*\n^Secondary:\s+{second}\s*$", re.M)
+        go, t0 = threading.Event(), [0.0]
+        seen: dict[str, tuple[Optional[float], str]] = {}
+
+        def watch(node: str, inst: AsteriskInstance) -> None:
+            go.wait()
+            while True:
+                out = inst.cli(f"callservice show directory {exten}", timeout=5)
+                now = time.monotonic() - t0[0]
+                if want.search(out) or now > timeout:
+                    seen[node] = (now if want.search(out) else None, out)
+                    return
+                time.sleep(0.02)
+
+        threads = [threading.Thread(target=watch, args=item, daemon=True,
+                                    name=f"watch-{item[0]}") for item in self.nodes.items()]
+        for thread in threads:
+            thread.start()
+        with psycopg.connect(self.pg.dsn, autocommit=True, connect_timeout=5) as conn:
+            t0[0] = time.monotonic()
+            rows = conn.execute(sql).rowcount
+            committed = time.monotonic() - t0[0]
+        go.set()
+        for thread in threads:
+            thread.join(timeout + 10)
+        return Follow(rows, committed, {n: seen.get(n, (None, "")) for n in self.nodes})
+
+
+@dataclass
+class Follow:
+    """What update_and_follow saw: rows changed, the commit's time, and per node the seconds
+    from the statement until its CLI showed the change (None: not within the timeout) with the
+    CLI output."""
+    rows: int
+    committed: float
+    nodes: dict[str, tuple[Optional[float], str]]
+
 
 @dataclass
 class VoicemailCall:
@@ -468,6 +612,22 @@ def stop_sipp_children(grace: float = 3) -> None:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
+
+
+def process_alive(pid: int, grace: float = 2.0) -> bool:
+    """True if ``pid`` still runs after ``grace`` seconds (a zombie waiting for init to reap
+    it, like a stopped postmaster, does not count)."""
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(") ", 1)[1][:1] == "Z":
+                    return False
+        except (OSError, IndexError):
+            return False
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.05)
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -710,16 +870,19 @@ def scenario_all_down(demo: Demo, n: int) -> Row:
     return Row("both down", "UNAVAILABLE (no SOP)", f"{outcome(call)} ({call.tried})", ok)
 
 
-def voicemail_scenario(demo: Demo, choice: str, sop: str, tried: str) -> Row:
-    """The phone keys ``choice`` (language) and MAILBOX; the mailbox must open on ``sop``."""
+def voicemail_scenario(demo: Demo, choice: str, sop: str, tried: str, mailbox: str = MAILBOX,
+                       entry: str = "sopB,sopC", source: str = "cluster_directory.conf",
+                       label: str = "") -> Row:
+    """The phone keys ``choice`` (language) and ``mailbox``; the directory must give ``entry``
+    and the mailbox must open on ``sop``."""
     lang, language = LANGUAGES[choice]
-    directory = demo.nodes[CALLER_NODE].eval_function(f"GETEXTENSIONINFO({MAILBOX})")
-    context = demo.nodes[CALLER_NODE].eval_function(f"GETEXTENSIONINFO({MAILBOX},vm_context)")
-    say(f"directory on {CALLER_NODE} (cluster_directory.conf): GETEXTENSIONINFO({MAILBOX}) = "
+    directory = demo.nodes[CALLER_NODE].eval_function(f"GETEXTENSIONINFO({mailbox})")
+    context = demo.nodes[CALLER_NODE].eval_function(f"GETEXTENSIONINFO({mailbox},vm_context)")
+    say(f"directory on {CALLER_NODE} ({source}): GETEXTENSIONINFO({mailbox}) = "
         f"{directory}, vm_context = {context}")
     say(f"phone {PHONE_HOST} dials '*98' on {CALLER_NODE}, keys {choice} ({language}) and mailbox "
-        f"{MAILBOX} (SIP INFO DTMF)")
-    call = demo.call_voicemail(choice + MAILBOX)
+        f"{mailbox} (SIP INFO DTMF)")
+    call = demo.call_voicemail(choice + mailbox)
     asked = [(p.file, p.language) for p in call.prompts(CALLER_NODE, "PJSIP/phones")]
     say(f"{CALLER_NODE} asked for the mailbox with: "
         + (", ".join(f"'{f}' ({lg})" for f, lg in asked) or "(no prompt)"))
@@ -727,28 +890,31 @@ def voicemail_scenario(demo: Demo, choice: str, sop: str, tried: str) -> Row:
         f"{call.sop or '(empty)'}  CALLSERVICE_TRIED={call.tried or '(empty)'}")
     service = call.service(sop)
     say(f"{sop}'s 8500 service: {service}" if service else f"the 8500 service did not run on {sop}")
-    played = [(p.file, p.language) for p in call.prompts(sop, f"PJSIP/{CALLER_NODE}")]
+    # A remote SOP plays to the trunk's channel; the caller's own SOP to the Local channel
+    # CallService delivers the call through.
+    channel = "Local/8500@callservice-in" if sop == CALLER_NODE else f"PJSIP/{CALLER_NODE}"
+    played = [(p.file, p.language) for p in call.prompts(sop, channel)]
     say(f"{sop}'s app_voicemail played: "
         + (", ".join(f"'{f}' ({lg})" for f, lg in played[:6]) or "nothing"))
     elsewhere = [n for n in call.logs if n != sop and call.service(n)]
     expected_intro = [("vm-youhave", lang), (f"digits/{MESSAGES}", lang)]
     opened = played[:2] == expected_intro
     if opened:
-        say(f"=> mailbox {MAILBOX} ({MESSAGES} messages) was opened on {sop} in {language}")
+        say(f"=> mailbox {mailbox} ({MESSAGES} messages) was opened on {sop} in {language}")
     show_phone_vm(call)
     ok = verdict([
-        (f"{CALLER_NODE}: the directory gives sopB,sopC", directory == "sopB,sopC"),
+        (f"{CALLER_NODE}: the directory gives {entry}", directory == entry),
         (f"{CALLER_NODE}: 'Mailbox?' asked in {language}", asked[:1] == [("vm-login", lang)]),
         (f"{CALLER_NODE}: ANSWER by {sop}, tried {tried}",
          (call.status, call.sop, call.tried) == ("ANSWER", sop, tried)),
-        (f"{sop}'s service read mailbox {MAILBOX} and language {lang} from {CALLER_NODE}",
-         service == f"mailbox [{MAILBOX}] language [{lang}] context [default] from [{CALLER_NODE}]"),
+        (f"{sop}'s service read mailbox {mailbox} and language {lang} from {CALLER_NODE}",
+         service == f"mailbox [{mailbox}] language [{lang}] context [default] from [{CALLER_NODE}]"),
         (f"{sop}'s app_voicemail announced the {MESSAGES} messages in {language}", opened),
         ("no other SOP ran the service", not elsewhere),
     ])
     observed = (f"{outcome_vm(call)}, {played[0][0]} ({played[0][1]})" if played
                 else f"{outcome_vm(call)}, no prompt on {sop}")
-    return Row(f"voicemail {MAILBOX}, {language}", f"ANSWER via {sop}, vm-youhave ({lang})",
+    return Row(label or f"voicemail {mailbox}, {language}", f"ANSWER via {sop}, vm-youhave ({lang})",
                observed, ok)
 
 
@@ -778,12 +944,77 @@ def scenario_voicemail_secondary(demo: Demo, n: int) -> Row:
     return voicemail_scenario(demo, "1", "sopC", "sopB:KNOWN_DOWN,sopC:ANSWER")
 
 
+def scenario_pg_voicemail(demo: Demo, n: int) -> Row:
+    title(n, f"Voicemail, PostgreSQL directory: mailbox {PG_MAILBOX} opens on its primary SOP")
+    say(f"the same *98 flow; the directory row of {PG_MAILBOX} says sopA, then sopB: sopA, the "
+        "caller's own SOP, opens it")
+    return voicemail_scenario(demo, "2", "sopA", "sopA:ANSWER", mailbox=PG_MAILBOX,
+                              entry="sopA,sopB", source="PostgreSQL",
+                              label=f"PG: voicemail {PG_MAILBOX}, French")
+
+
+def scenario_pg_move(demo: Demo, n: int) -> Row:
+    title(n, f"PostgreSQL: mailbox {PG_MAILBOX} moved with one UPDATE while the cluster runs")
+    before = {node: inst.eval_function(f"GETEXTENSIONINFO({PG_MAILBOX})")
+              for node, inst in demo.nodes.items()}
+    say("before: " + ", ".join(f"{node} GETEXTENSIONINFO({PG_MAILBOX}) = {value}"
+                               for node, value in before.items()))
+    say(f"an administrator moves the mailbox to {PG_MOVE[0]} (fallback {PG_MOVE[1]}); nothing is "
+        "sent to the nodes:")
+    say(f"psql> {MOVE_SQL};", indent=6)
+    since = {node: inst.log_offset() for node, inst in demo.nodes.items()}
+    follow = demo.update_and_follow(MOVE_SQL, PG_MAILBOX, *PG_MOVE)
+    say(f"UPDATE {follow.rows} (committed {follow.committed * 1000:.0f} ms after it was sent); "
+        "the trigger's NOTIFY reaches every node's LISTEN")
+    say(f"each node's 'callservice show directory {PG_MAILBOX}', polled every 20 ms from the "
+        "moment the UPDATE was sent (the delay includes the CLI's round trip):")
+    for node, (delay, out) in follow.nodes.items():
+        when = f"after {delay * 1000:.0f} ms" if delay is not None else \
+            f"NOT within {FOLLOW_LIMIT:g} s; it shows"
+        say(f"{node}, {when}:", indent=4)
+        for line in out.strip().splitlines():
+            say(line, indent=8)
+    reloads = sum(inst.log_text(since[node]).count("Reloading module '")
+                  for node, inst in demo.nodes.items())
+    say(f"'module reload' run on the nodes meanwhile: {reloads} (Asterisk logs 'Reloading "
+        "module ...' for each)")
+    status = demo.nodes[CALLER_NODE].cli("callservice show directory")
+    say(f"{CALLER_NODE}'s 'callservice show directory' now:")
+    for line in status.strip().splitlines():
+        say(line, indent=6)
+    delays = {node: delay for node, (delay, _) in follow.nodes.items()}
+    ok = verdict([
+        (f"every node had {PG_MAILBOX} on sopA,sopB before", set(before.values()) == {"sopA,sopB"}),
+        ("the UPDATE changed one row", follow.rows == 1),
+        (f"every node shows {PG_MOVE[0]},{PG_MOVE[1]} within {FOLLOW_LIMIT:g} s",
+         all(d is not None and d <= FOLLOW_LIMIT for d in delays.values())),
+        ("no module reload", reloads == 0),
+        (f"{CALLER_NODE} still reads PostgreSQL, connected and listening",
+         "postgresql" in status and "connected, listening" in status),
+    ])
+    observed = ", ".join(f"{node} {d:.2f} s" if d is not None else f"{node} NOT" for node, d in delays.items())
+    return Row(f"PG: {PG_MAILBOX} moved by UPDATE", f"3 nodes follow in <= {FOLLOW_LIMIT:g} s",
+               observed, ok)
+
+
+def scenario_pg_follow(demo: Demo, n: int) -> Row:
+    title(n, f"Voicemail, PostgreSQL directory: the next call follows mailbox {PG_MAILBOX} to "
+          f"{PG_MOVE[0]}")
+    say("no reload, no restart: the same cluster, the same *98 flow; this time in English")
+    return voicemail_scenario(demo, "1", PG_MOVE[0], f"{PG_MOVE[0]}:ANSWER", mailbox=PG_MAILBOX,
+                              entry=",".join(PG_MOVE), source="PostgreSQL",
+                              label=f"PG: voicemail {PG_MAILBOX} moved, English")
+
+
+#: The scenarios with the directory file (the cluster as contrib/cluster configures it).
 SCENARIOS: list[Callable[[Demo, int], Row]] = [
     scenario_remote, scenario_local, scenario_crlf, scenario_pingpong, scenario_triangle,
     scenario_voicemail_primary,
-    # PostgreSQL directory scenario goes here (all three SOPs still up): move the mailbox in
-    # PostgreSQL while the cluster runs, and show the next *98 call follow it without a reload.
     scenario_failover, scenario_voicemail_secondary, scenario_bounce, scenario_all_down,
+]
+#: The scenarios with the PostgreSQL directory (three new SOPs, all up).
+PG_SCENARIOS: list[Callable[[Demo, int], Row]] = [
+    scenario_pg_voicemail, scenario_pg_move, scenario_pg_follow,
 ]
 
 
@@ -813,14 +1044,41 @@ def asterisk_prefix() -> Path:
     return prefix
 
 
-def preflight() -> None:
+def preflight(postgresql: bool) -> None:
     if not MODULE_SO.is_file():
         raise SystemExit(f"demo: {MODULE_SO} is missing: run 'make module'")
     sipp_binary()
-    busy = [f"{h}:5060/udp" for h in HOSTS.values() if not port_is_free(h, 5060)]
-    busy += [f"{h}:5038/tcp" for h in HOSTS.values() if not port_is_free(h, 5038, socket.SOCK_STREAM)]
-    if busy:
-        raise SystemExit(f"demo: in use: {', '.join(busy)} (is another demo running?)")
+    if postgresql:
+        try:
+            find_bindir()
+            import psycopg  # noqa: F401
+        except (PostgresError, ImportError) as exc:
+            raise SystemExit(f"demo: the PostgreSQL part cannot run: {exc} (run 'make deps', "
+                             "or pass --directory=file)") from None
+
+
+def host_free(host: str) -> bool:
+    return port_is_free(host, 5060) and port_is_free(host, 5038, socket.SOCK_STREAM)
+
+
+def choose_hosts() -> dict[str, str]:
+    """The SOPs' addresses: 127.0.0.31-33, or, when one of them is in use (a test run of the
+    helpers, another demo), free loopback addresses. Claimed like the test helpers' instances
+    (pbx_python.testing.net), so a test run started meanwhile does not take them."""
+    if all(claim_host(h) for h in HOSTS.values()) and all(host_free(h) for h in HOSTS.values()):
+        return dict(HOSTS)
+    for host in HOSTS.values():
+        release_host(host)
+    chosen: dict[str, str] = {}
+    try:
+        for sop in HOSTS:
+            chosen[sop] = free_loopback_host(candidates=range(31, 190), shuffle=True,
+                                             exclude=chosen.values())
+    except Exception as exc:
+        raise SystemExit(f"demo: no free loopback address for the SOPs: {exc}") from None
+    say(f"{', '.join(HOSTS.values())} are in use (a test run?): the SOPs use "
+        f"{', '.join(chosen.values())}", indent=0)
+    return chosen
 
 
 def _raise_stopped(signum: int, frame: Optional[FrameType]) -> None:
@@ -831,13 +1089,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="keep the instances' temp dirs")
     parser.add_argument("--verbose", action="store_true", help="dump the relevant log lines of each call")
+    parser.add_argument("--directory", choices=("both", "file", "postgresql"), default="both",
+                        help="which cluster directory to show: the file scenarios, then the "
+                             "PostgreSQL ones (both, the default), or one of them")
     args = parser.parse_args(argv)
+    parts = ("file", "postgresql") if args.directory == "both" else (args.directory,)
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_stopped)
     prefix = asterisk_prefix()
-    preflight()
+    preflight("postgresql" in parts)
+    HOSTS.update(choose_hosts())
     began = time.monotonic()
     print("CallService demo: three SOPs (Asterisk + pbx_python) on loopback, SIPp as the phone")
     say(f"Asterisk {prefix}")
@@ -846,9 +1109,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows: list[Row] = []
     code = 1
     try:
-        demo.start()
-        for number, scenario in enumerate(SCENARIOS, 1):
-            rows.append(scenario(demo, number))
+        if "file" in parts:
+            section("The directory file: contrib/cluster/cluster_directory.conf on every SOP")
+            demo.start("file")
+            for scenario in SCENARIOS:
+                rows.append(scenario(demo, len(rows) + 1))
+        if "postgresql" in parts:
+            section("The directory in PostgreSQL: [directory] source = postgresql on every SOP")
+            demo.start_postgres()
+            demo.restart("postgresql")
+            for scenario in PG_SCENARIOS:
+                rows.append(scenario(demo, len(rows) + 1))
         summary(rows)
         code = 0 if all(r.ok for r in rows) else 1
         failed = sum(not r.ok for r in rows)

@@ -113,9 +113,13 @@ class PrivatePostgres:
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (``pg_ctl stop -m fast``: sessions are ended, clients see the
-        connection drop). Kills its own postmaster if pg_ctl fails. No-op if not running."""
+        connection drop). Kills its own postmaster if pg_ctl fails. No-op if not running.
+        Also stops a server whose start was interrupted (Ctrl-C while ``pg_ctl start`` waited:
+        the postmaster runs, but :attr:`pid` was never set)."""
         if self.pid is None:
-            return
+            self.pid = self.leftover_pid()
+            if self.pid is None:
+                return
         try:
             self._pg_ctl("stop", "-w", "-t", "20", "-m", mode)
         except PostgresError:
@@ -152,6 +156,11 @@ class PrivatePostgres:
     @property
     def running(self) -> bool:
         return self.pid is not None and _alive(self.pid)
+
+    def leftover_pid(self) -> Optional[int]:
+        """The PID in our data directory's postmaster.pid if that process is alive, else None."""
+        pid = self._postmaster_pid()
+        return pid if pid is not None and _alive(pid) else None
 
     # -- using it ---------------------------------------------------------------------------
 
