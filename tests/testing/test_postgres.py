@@ -79,3 +79,15 @@ def test_a_server_left_by_a_test_process_that_exits_is_stopped(tmp_path):
         if alive(pid):
             os.kill(pid, 9)
         subprocess.run(["rm", "-rf", base], check=False)
+
+
+def test_cleanup_stops_a_server_whose_start_was_interrupted():
+    pg = PrivatePostgres().start()
+    pid, base = pg.pid, pg.base
+    pg.pid = None        # what Ctrl-C/SIGTERM during 'pg_ctl start -w' leaves: a postmaster, no pid
+    try:
+        pg.cleanup()
+        assert not alive(pid) and not base.exists()
+    finally:
+        if alive(pid):
+            os.kill(pid, 9)
