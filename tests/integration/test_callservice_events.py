@@ -2,6 +2,7 @@
 Prometheus scrape of Asterisk's own res_prometheus shows them, on a real cluster."""
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.integration
 RESULT = ("Verbose(0,RESULT STATUS=${CALLSERVICE_STATUS} UNIQUEID=${UNIQUEID} "
           "LINKEDID=${CHANNEL(linkedid)} CHANNEL=${CHANNEL})")
 ANSWER_HOLD = 2     # seconds the service keeps an answered call up
+FORGED = "20\r\nEvent: Forged\r\nInjected: 1"
 
 
 def extensions(node: str) -> str:
@@ -31,6 +33,8 @@ exten => remote,1,CallService(2000,sopB,sopC)
 exten => only-b,1,CallService(2000,sopB)
  same => n,{RESULT}
 exten => invalid,1,CallService(20&00,sopB)
+ same => n,{RESULT}
+exten => crlf,1,CallService(${{BASE64_DECODE({base64.b64encode(FORGED.encode()).decode()})}},sopB)
  same => n,{RESULT}
 
 [callservice-in]
@@ -104,6 +108,14 @@ def test_invalid_arguments_report_invalidargs_with_the_reason(cluster):
     assert (ev["Status"], ev["SOP"], ev["Tried"], ev["Attempts"]) == ("INVALIDARGS", "", "", "0")
     assert ev["Uniqueid"] == fields["UNIQUEID"]
     assert "20&00" in ev["Error"]
+
+
+def test_a_value_with_line_breaks_stays_in_its_header(cluster):
+    nodes = cluster(sops=("sopA", "sopB"))
+    fields, (ev,) = call_with_events(nodes["sopA"], "crlf", "CallServiceResult")
+    assert (ev["Event"], ev["Status"]) == ("CallServiceResult", "INVALIDARGS")
+    assert ev["Exten"] == "20\\r\\nEvent: Forged\\r\\nInjected: 1"
+    assert "Injected" not in ev and "\r" not in ev["Error"] and "\n" not in ev["Error"]
 
 
 def test_a_sop_going_down_and_coming_back_is_reported_as_state_changes(cluster):
