@@ -16,9 +16,9 @@ values are read with Channel.eval_each() (one C call, values that no content can
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
-import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -348,7 +348,7 @@ def _watching(chan: px.Channel, the_plan: routing.Plan,
               ) -> Callable[[routing.Step, int], routing.Outcome]:
     """``dial`` that reports SOP state changes as soon as each attempt ends; the SOPs the plan
     skips as known down are reported first."""
-    for step in the_plan.skipped:
+    for step in () if the_plan.error else the_plan.skipped:
         if step.skip is routing.SkipReason.KNOWN_DOWN:
             _observe(chan, step.sop, routing.Outcome(routing.Disposition.FAILOVER,
                                                      step.skip.value, sent=False))
@@ -385,7 +385,7 @@ def _report(chan: px.Channel, status: str, result: routing.RoutingResult) -> Non
             setup = (run.answered_at if status == "ANSWER" and run.answered_at else now) \
                 - run.started
         _metrics.record(status, result.sop, result.attempts, setup)
-        # the identity snapshot (name, uniqueid, linkedid...) is one C call, if Dial changed it
+        # name, uniqueid and linkedid come from the identity snapshot: at most one C call
         ast.manager_event(events.RESULT_EVENT, events.result_event(
             channel=chan.name, uniqueid=chan.uniqueid, linkedid=chan.linkedid,
             exten=run.exten if run is not None else "", status=status, sop=result.sop,
@@ -494,10 +494,12 @@ _LOGGED_SKIPS = (routing.SkipReason.CAME_FROM, routing.SkipReason.VISITED,
 
 def _set_result(chan: px.Channel, result: routing.RoutingResult, redirected: bool = False) -> None:
     status = "REDIRECT" if redirected else result.status.value
+    # reported first: the identity it reads would otherwise flush the assignments below, which
+    # stay deferred to the application's return (one C call fewer)
+    _report(chan, status, result)
     chan.set_vars({"CALLSERVICE_STATUS": status,
                    "CALLSERVICE_SOP": result.sop or "",
                    "CALLSERVICE_TRIED": result.tried})
-    _report(chan, status, result)
 
 
 def _arm(chan: px.Channel, exten: str, code: Optional[int], armed: str) -> None:
