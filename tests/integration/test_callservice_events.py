@@ -6,9 +6,11 @@ import base64
 import os
 import re
 import signal
+import socket
 
 import pytest
 
+from pbx_python.testing import free_port
 from pbx_python.testing.cluster import ClusterSpec, start_cluster, wait_qualified
 from pbx_python.testing.configs import metrics_configs, scrape
 from tests.conftest import MODULE_SO
@@ -48,10 +50,13 @@ exten => 2000,1,Answer()
 def cluster(asterisk_factory):
     def start(sops=("sopA", "sopB", "sopC"), metrics=False):
         hosts = pick_hosts(sops)
-        spec = ClusterSpec(sops=hosts, extra_configs=(lambda n: metrics_configs(hosts[n]))
-                           if metrics else {})
+        ports = {n: free_port(h, socket.SOCK_STREAM) for n, h in hosts.items()}
+        spec = ClusterSpec(sops=hosts, extra_configs=(
+            lambda n: metrics_configs(hosts[n], ports[n])) if metrics else {})
         nodes = start_cluster(spec, extensions, MODULE_SO, asterisk_factory)
         wait_qualified(nodes)
+        for name, node in nodes.items():
+            node.http_port = ports[name]
         return nodes
     return start
 
@@ -167,7 +172,7 @@ def test_a_prometheus_scrape_shows_the_callservice_counters_and_setup_histogram(
     nodes["sopB"].stop()
     wait_known_down(a, "sopB")
     call(a, "remote")
-    text = scrape(a.host)
+    text = scrape(a.host, a.http_port)
     p = "asterisk_pbx_python_callservice_"
     assert "# TYPE asterisk_pbx_python_callservice_calls_total counter" in text
     assert "# TYPE asterisk_pbx_python_callservice_setup_seconds histogram" in text
@@ -185,5 +190,7 @@ def test_a_prometheus_scrape_shows_the_callservice_counters_and_setup_histogram(
     assert metric(text, p + "setup_seconds_count", sop="", status="INVALIDARGS") == "1"
     # Asterisk's own metrics are still there: the text was appended, not substituted
     assert "asterisk_core_uptime_seconds" in text
-    assert nodes["sopC"].host and metric(scrape(nodes["sopC"].host), p + "calls_total",
-                                         sop="sopB", status="ANSWER") == ""
+    # each node counts its own routings
+    other = scrape(nodes["sopC"].host, nodes["sopC"].http_port)
+    assert "asterisk_core_uptime_seconds" in other
+    assert metric(other, p + "calls_total", sop="sopB", status="ANSWER") == ""
