@@ -34,6 +34,8 @@ exten => remote,1,CallService(2000,sopB,sopC)
  same => n,{RESULT}
 exten => only-b,1,CallService(2000,sopB)
  same => n,{RESULT}
+exten => redirect,1,CallService(2000,sopA,,,,,,r)
+ same => n,Verbose(0,RESULT NOT-REDIRECTED)
 exten => invalid,1,CallService(20&00,sopB)
  same => n,{RESULT}
 exten => crlf,1,CallService(${{BASE64_DECODE({base64.b64encode(FORGED.encode()).decode()})}},sopB)
@@ -115,6 +117,27 @@ def test_invalid_arguments_report_invalidargs_with_the_reason(cluster):
     assert "20&00" in ev["Error"]
 
 
+def test_a_redirected_call_reports_redirect_with_the_local_sop(cluster):
+    nodes = cluster(sops=("sopA", "sopB"))
+    a = nodes["sopA"]
+    with a.ami() as ami:
+        a.cli("channel originate Local/redirect@phones application Wait 1")
+        ev = ami.wait_event("CallServiceResult")
+    assert (ev["Status"], ev["SOP"], ev["Tried"], ev["Attempt1"]) == \
+        ("REDIRECT", "sopA", "sopA:REDIRECT", "sopA REDIRECT FINAL")
+    assert ev["Channel"].startswith("Local/redirect@phones-")
+
+
+def test_pbx_python_loads_without_res_prometheus_and_still_reports_events(cluster):
+    nodes = cluster(sops=("sopA", "sopB"))        # the default test modules.conf: no res_prometheus
+    a = nodes["sopA"]
+    assert "0 modules loaded" in a.cli("module show like res_prometheus")
+    assert "Running" in a.cli("module show like pbx_python")
+    assert "pbx_python: res_prometheus is not loaded: metrics are not exposed" in a.log_text()
+    _, (ev,) = call_with_events(a, "only-b", "CallServiceResult")
+    assert ev["Status"] == "ANSWER"
+
+
 def test_a_value_with_line_breaks_stays_in_its_header(cluster):
     nodes = cluster(sops=("sopA", "sopB"))
     fields, (ev,) = call_with_events(nodes["sopA"], "crlf", "CallServiceResult")
@@ -188,6 +211,7 @@ def test_a_prometheus_scrape_shows_the_callservice_counters_and_setup_histogram(
     assert metric(text, p + "setup_seconds_bucket", sop="sopB", status="ANSWER", le="+Inf") == "2"
     assert metric(text, p + "setup_seconds_count", sop="sopC", status="ANSWER") == "1"
     assert metric(text, p + "setup_seconds_count", sop="", status="INVALIDARGS") == "1"
+    assert "pbx_python: metrics exposed through res_prometheus" in a.log_text()
     # Asterisk's own metrics are still there: the text was appended, not substituted
     assert "asterisk_core_uptime_seconds" in text
     # each node counts its own routings
