@@ -93,6 +93,7 @@ int pyast_add_extension(const char *context, const char *exten, int priority,
 void pyast_manager_event(const char *event, const char *body);
 int pyast_thread_state_count(void);
 void pyast_stack_info(struct pyast_stack_info *info);
+void pyast_directories(const char **config_dir, const char **data_dir);
 const char *ast_get_version(void);
 extern int ast_verb_sys_level;
 extern int option_debug;

@@ -55,6 +55,7 @@
 #include "asterisk/ast_version.h"
 #include "asterisk/options.h"
 #include "asterisk/res_prometheus.h"
+#include "asterisk/paths.h"
 
 #ifndef PYAST_DEFAULT_PYTHON
 #define PYAST_DEFAULT_PYTHON ""
@@ -1415,6 +1416,13 @@ static int pyast_ref_hangup(const char *id)
 static int pyast_thread_state_count(void)
 {
 	return ast_atomic_fetchadd_int(&thread_states, 0);
+}
+
+/*! \brief Asterisk's configuration and data directories (astetcdir, astdatadir in asterisk.conf). */
+static void pyast_directories(const char **config_dir, const char **data_dir)
+{
+	*config_dir = ast_config_AST_CONFIG_DIR;
+	*data_dir = ast_config_AST_DATA_DIR;
 }
 
 /*! \brief How Python's stack is set up (docs/DESIGN.md, "Stack depth"). */

@@ -161,6 +161,13 @@ def thread_states() -> int:
     return int(lib().pyast_thread_state_count())
 
 
+def directories() -> tuple[str, str]:
+    """Asterisk's configuration and data directories (astetcdir, astdatadir), as it runs."""
+    out = ffi().new("const char *[2]")
+    lib().pyast_directories(out, out + 1)
+    return decode(ffi().string(out[0])), decode(ffi().string(out[1]))
+
+
 def stack_summary() -> str:
     """How Python's C stack is set up on Asterisk's threads (docs/DESIGN.md, "Stack depth")."""
     info = ffi().new("struct pyast_stack_info *")

@@ -72,8 +72,8 @@ def result_event(*, channel: str, uniqueid: str, linkedid: str, exten: str, stat
     ended the routing; empty if none). Tried: CALLSERVICE_TRIED. Attempts: how many entries
     Tried has; Attempt1..AttemptN: ``<sop> <label> <disposition>`` each (disposition FINAL,
     FAILOVER, LOCAL or REFUSED). SetupTime: seconds (with ms) from CallService's start to the
-    outcome (for ANSWER: to the answer). LocalSOP: this node's SOP. Error: why the arguments
-    were refused (INVALIDARGS), else empty.
+    outcome (for ANSWER: to the answer). LocalSOP: this node's SOP. Error: why no call was
+    placed (INVALIDARGS, NOTFOUND), else empty.
     """
     headers = {"Channel": channel, "Uniqueid": uniqueid, "Linkedid": linkedid, "Exten": exten,
                "Status": status, "SOP": sop or "", "Tried": format_tried(attempts),

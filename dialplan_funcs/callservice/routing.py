@@ -70,6 +70,7 @@ class Status(StrEnum):
     UNAVAILABLE = "UNAVAILABLE"
     LOOP = "LOOP"
     INVALIDARGS = "INVALIDARGS"
+    NOTFOUND = "NOTFOUND"    # no SOP given and the extension is not in the cluster directory
 
 
 class Disposition(StrEnum):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -55,6 +56,9 @@ ARGUMENTS = """\
 extension: the extension to call in the service context of the chosen SOP
 sop1: the primary SOP (node) where the extension lives
 sop2: the secondary SOP, tried when sop1 cannot take the call (may be empty)
+    With sop1 and sop2 both empty, both come from the cluster directory (module
+    dialplan_funcs.directory, see GETEXTENSIONINFO): status NOTFOUND when the extension is
+    not in it, INVALIDARGS when no directory is loaded (a WARNING each; no call placed).
 param1..param4: call parameters (up to 1024 bytes each, any byte but NUL), read on the SOP
     that takes the call with INITSERVICE(Parameter1)..INITSERVICE(Parameter4), byte for byte.
     An empty one is taken from the channel variable CALLSERVICE_PARAM1..CALLSERVICE_PARAM4 when
@@ -96,7 +100,8 @@ A sender takes 482 and 483 as final: status LOOP, never a failover.
 Sets on return:
   CALLSERVICE_STATUS  ANSWER | BUSY | NOANSWER | CANCEL | UNAVAILABLE (no SOP could take the
                       call) | LOOP (every SOP was refused to avoid a loop or beyond max_hops,
-                      or the SOP answered 482/483) | INVALIDARGS
+                      or the SOP answered 482/483) | INVALIDARGS | NOTFOUND (no SOP
+                      given and the extension is not in the cluster directory)
   CALLSERVICE_SOP     the SOP whose answer ended the routing (empty if none)
   CALLSERVICE_TRIED   each SOP tried with its outcome, e.g. sopA:UNREACHABLE,sopB:ANSWER.
                       Final: ANSWER BUSY DECLINED NOANSWER CANCEL DONTCALL TORTURE SIP482
@@ -108,7 +113,8 @@ Sets on return:
 Example:
   same => n,CallService(2000,sopA,sopB,${LANG},${MAILBOX})
   same => n,GotoIf($["${CALLSERVICE_STATUS}" = "BUSY"]?busy)
-  same => n,GotoIf($["${CALLSERVICE_STATUS}" = "UNAVAILABLE"]?down)"""
+  same => n,GotoIf($["${CALLSERVICE_STATUS}" = "UNAVAILABLE"]?down)
+  same => n,CallService(${MAILBOX},,,${LANG},${MAILBOX})   ; SOPs from the cluster directory"""
 
 
 @dataclass
@@ -422,6 +428,12 @@ def call_service(chan: px.Channel, exten: str = "", sop1: str = "", sop2: str = 
         log.warning("CallService on %s: %s; no call placed", chan.name, exc)
         _set_result(chan, routing.RoutingResult(routing.Status.INVALIDARGS, None, (), str(exc)))
         return 0
+    if not sop1.strip() and not sop2.strip():
+        sops = _directory_sops(chan, exten)
+        if isinstance(sops, routing.RoutingResult):
+            _set_result(chan, sops)
+            return 0
+        sop1, sop2 = sops
 
     cluster = s.cluster
     found = inbound(chan, routing_only=True)
@@ -485,6 +497,31 @@ def call_service(chan: px.Channel, exten: str = "", sop1: str = "", sop2: str = 
     if chan.is_hungup():
         return -1
     return 0
+
+
+DIRECTORY_MODULE = "dialplan_funcs.directory.service"
+_directory = None   # the directory's service module once seen (its lookups survive reloads)
+
+
+def _directory_sops(chan: px.Channel, exten: str) -> "tuple[str, str] | routing.RoutingResult":
+    """(sop1, sop2) of ``exten`` from the cluster directory, or the result to set instead:
+    NOTFOUND (not in the directory) or INVALIDARGS (no directory loaded). The directory is
+    never imported from here (it is a module of its own, listed in pbx_python.conf)."""
+    global _directory
+    _directory = sys.modules.get(DIRECTORY_MODULE) or _directory
+    if _directory is None or not _directory.loaded():
+        error = ("no SOP given and the cluster directory is not loaded (add "
+                 "dialplan_funcs.directory to modules in pbx_python.conf)")
+        log.warning("CallService on %s: %s; no call placed", chan.name, error)
+        return routing.RoutingResult(routing.Status.INVALIDARGS, None, (), error)
+    entry = _directory.lookup(exten)
+    if entry is None:
+        error = f"extension {exten} is not in the cluster directory"
+        log.warning("CallService on %s: no SOP given and %s; no call placed", chan.name, error)
+        return routing.RoutingResult(routing.Status.NOTFOUND, None, (), error)
+    px.verbose(f"CallService {exten} on {chan.name}: directory entry {entry.pattern}: "
+               f"{entry.primary},{entry.secondary}", 3)
+    return entry.primary, entry.secondary
 
 
 _LOGGED_SKIPS = (routing.SkipReason.CAME_FROM, routing.SkipReason.VISITED,

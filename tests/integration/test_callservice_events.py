@@ -36,6 +36,8 @@ exten => only-b,1,CallService(2000,sopB)
  same => n,{RESULT}
 exten => redirect,1,CallService(2000,sopA,,,,,,r)
  same => n,Verbose(0,RESULT NOT-REDIRECTED)
+exten => notfound,1,CallService(2999)
+ same => n,{RESULT}
 exten => invalid,1,CallService(20&00,sopB)
  same => n,{RESULT}
 exten => crlf,1,CallService(${{BASE64_DECODE({base64.b64encode(FORGED.encode()).decode()})}},sopB)
@@ -50,11 +52,11 @@ exten => 2000,1,Answer()
 
 @pytest.fixture
 def cluster(asterisk_factory):
-    def start(sops=("sopA", "sopB", "sopC"), metrics=False):
+    def start(sops=("sopA", "sopB", "sopC"), metrics=False, modules=(), files=None):
         hosts = pick_hosts(sops)
         ports = {n: free_port(h, socket.SOCK_STREAM) for n, h in hosts.items()}
-        spec = ClusterSpec(sops=hosts, extra_configs=(
-            lambda n: metrics_configs(hosts[n], ports[n])) if metrics else {})
+        spec = ClusterSpec(sops=hosts, modules=list(modules), extra_configs=lambda n: {
+            **(metrics_configs(hosts[n], ports[n]) if metrics else {}), **(files or {})})
         nodes = start_cluster(spec, extensions, MODULE_SO, asterisk_factory)
         wait_qualified(nodes)
         for name, node in nodes.items():
@@ -115,6 +117,16 @@ def test_invalid_arguments_report_invalidargs_with_the_reason(cluster):
     assert (ev["Status"], ev["SOP"], ev["Tried"], ev["Attempts"]) == ("INVALIDARGS", "", "", "0")
     assert ev["Uniqueid"] == fields["UNIQUEID"]
     assert "20&00" in ev["Error"]
+
+
+def test_an_extension_not_in_the_directory_reports_notfound_with_the_reason(cluster):
+    nodes = cluster(sops=("sopA", "sopB"), modules=("dialplan_funcs.directory",),
+                    files={"cluster_directory.conf": "2000  sopB  -\n"})
+    fields, (ev,) = call_with_events(nodes["sopA"], "notfound", "CallServiceResult")
+    assert fields["STATUS"] == "NOTFOUND"
+    assert (ev["Status"], ev["SOP"], ev["Tried"], ev["Attempts"], ev["Exten"]) == \
+        ("NOTFOUND", "", "", "0", "2999")
+    assert "2999 is not in the cluster directory" in ev["Error"]
 
 
 def test_a_redirected_call_reports_redirect_with_the_local_sop(cluster):

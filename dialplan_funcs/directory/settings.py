@@ -1,0 +1,99 @@
+"""Parse the ``[directory]`` section of pbx_python.conf (pure Python).
+
+    source    file (default) | postgresql
+    file      the directory file; relative paths are taken from Asterisk's config dir
+              (astetcdir). Default: cluster_directory.conf
+    dsn       libpq connection string (postgresql; required then)
+    refresh   seconds between full reloads from PostgreSQL (besides NOTIFY), default 30
+    snapshot  where the PostgreSQL snapshot is kept; relative paths are taken from Asterisk's
+              data dir (astdatadir). Default: <astdatadir>/pbx_python/directory.json
+
+Unknown or repeated keys are errors (a typo must not silently change routing); all problems
+are reported together in one DirectorySettingsError.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+SOURCES = ("file", "postgresql")
+DEFAULT_FILE = "cluster_directory.conf"
+DEFAULT_REFRESH = 30.0
+MAX_REFRESH = 86400.0
+DEFAULT_SNAPSHOT = os.path.join("pbx_python", "directory.json")
+_KEYS = ("source", "file", "dsn", "refresh", "snapshot")
+_SECONDS_RE = re.compile(r"[0-9]+(\.[0-9]+)?")
+_PASSWORD_RE = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)", re.IGNORECASE)
+_URI_PASSWORD_RE = re.compile(r"^(postgres(?:ql)?://[^:/@]*):[^@]*@", re.IGNORECASE)
+
+
+class DirectorySettingsError(ValueError):
+    """The [directory] section is invalid; ``errors`` lists every problem found."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("invalid [directory] settings: " + "; ".join(errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class DirectorySettings:
+    source: str = "file"
+    file: str = DEFAULT_FILE          # absolute once parsed
+    dsn: str = field(default="", repr=False)
+    refresh: float = DEFAULT_REFRESH
+    snapshot: str = ""                # absolute once parsed
+
+    @property
+    def safe_dsn(self) -> str:
+        """The DSN with any password removed (for logs and the CLI)."""
+        return redact_dsn(self.dsn)
+
+    @property
+    def location(self) -> str:
+        return self.file if self.source == "file" else self.safe_dsn
+
+
+def redact_dsn(dsn: str) -> str:
+    """A libpq connection string (key=value or URI) with the password shown as ***."""
+    text = _PASSWORD_RE.sub(r"\1***", dsn)
+    return _URI_PASSWORD_RE.sub(r"\1:***@", text)
+
+
+def parse_settings(pairs: Iterable[tuple[str, str]], config_dir: str,
+                   data_dir: str) -> DirectorySettings:
+    """Validate the section's (key, value) pairs; paths made absolute against Asterisk's
+    config dir (``file``) and data dir (``snapshot``)."""
+    errors: list[str] = []
+    values: dict[str, str] = {}
+    for raw_key, raw_value in pairs:
+        key, value = raw_key.strip().lower(), raw_value.strip()
+        if key not in _KEYS:
+            errors.append(f"unknown key {raw_key.strip()!r} (known: {', '.join(_KEYS)})")
+        elif key in values:
+            errors.append(f"key {key!r} is given more than once")
+        else:
+            values[key] = value
+    source = values.get("source", "file").lower() or "file"
+    if source not in SOURCES:
+        errors.append(f"source {values['source']!r}: expected one of {', '.join(SOURCES)}")
+    file = values.get("file", DEFAULT_FILE) or DEFAULT_FILE
+    dsn = values.get("dsn", "")
+    if source == "postgresql" and not dsn:
+        errors.append("source = postgresql needs dsn (a libpq connection string)")
+    refresh = DEFAULT_REFRESH
+    if "refresh" in values:
+        raw = values["refresh"]
+        if not _SECONDS_RE.fullmatch(raw) or not 0 < float(raw) <= MAX_REFRESH \
+                or not math.isfinite(float(raw)):
+            errors.append(f"refresh {raw!r} must be a number of seconds above 0 and at most "
+                          f"{MAX_REFRESH:g}")
+        else:
+            refresh = float(raw)
+    snapshot = values.get("snapshot", "") or DEFAULT_SNAPSHOT
+    if errors:
+        raise DirectorySettingsError(errors)
+    return DirectorySettings(source=source, file=os.path.join(config_dir, file), dsn=dsn,
+                             refresh=refresh, snapshot=os.path.join(data_dir, snapshot))

@@ -1,0 +1,126 @@
+"""The live directory across generations of the service module (what 'module reload' does), and
+GETEXTENSIONINFO's fields. Runs outside Asterisk: a reload is simulated by importing the service
+module again, as pbx_python's loader does."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+
+from dialplan_funcs.directory.table import Entry
+from pbx_python.config import Config
+from pbx_python.registry import Registry, collect_into
+
+NAME = "dialplan_funcs.directory.service"
+GOOD = "4711 sopA sopB name=Marie\n_5XXX sopB -\n"
+
+
+def generation():
+    """A fresh generation of the service module (the holder of the table in service is kept)."""
+    sys.modules.pop(NAME, None)
+    previous = collect_into(Registry())      # each generation declares into its own registry
+    try:
+        return importlib.import_module(NAME)
+    finally:
+        collect_into(previous)
+
+
+@pytest.fixture(autouse=True)
+def fresh_holder():
+    holder = sys.modules.pop("_pbx_python_directory_live", None)
+    yield
+    sys.modules.pop("_pbx_python_directory_live", None)
+    if holder is not None:
+        sys.modules["_pbx_python_directory_live"] = holder
+
+
+def load(module, path) -> None:
+    module.start(Config(sections={"directory": [("file", str(path))]}))
+
+
+def test_first_load_serves_the_file(tmp_path):
+    path = tmp_path / "d.conf"
+    path.write_text(GOOD)
+    one = generation()
+    load(one, path)
+    assert one.lookup("4711").primary == "sopA" and one.status().entries == 2
+
+
+def test_bad_file_at_reload_keeps_the_table_of_the_old_generation(tmp_path):
+    path = tmp_path / "d.conf"
+    path.write_text(GOOD)
+    one = generation()
+    load(one, path)
+    path.write_text("4711 sopC -\n4712\n")
+    two = generation()
+    load(two, path)
+    one.stop("reload")
+    assert two.lookup("4711").primary == "sopA"
+    st = two.status()
+    assert (st.entries, st.loaded_at is not None) == (2, True)
+    assert st.last_error.startswith("line 2:")
+
+
+def test_the_old_generation_reads_the_new_table_while_both_run(tmp_path):
+    path = tmp_path / "d.conf"
+    path.write_text(GOOD)
+    one = generation()
+    load(one, path)
+    path.write_text("4711 sopC -\n")
+    two = generation()
+    load(two, path)
+    assert one.lookup("4711").primary == "sopC"
+
+
+def test_a_replaced_source_can_no_longer_publish(tmp_path):
+    path = tmp_path / "d.conf"
+    path.write_text(GOOD)
+    one = generation()
+    load(one, path)
+    old_source = one._source
+    two = generation()
+    load(two, path)
+    published = []
+    old_source.start(published.append)      # an old source's late publish
+    assert two.lookup("4711").primary == "sopA"
+    assert two.status().entries == 2
+
+
+def test_rolled_back_reload_gives_the_directory_back_to_the_generation_in_service(tmp_path):
+    path = tmp_path / "d.conf"
+    path.write_text(GOOD)
+    one = generation()
+    load(one, path)
+    path.write_text("4711 sopC -\n")
+    two = generation()
+    load(two, path)
+    two.stop("rollback")
+    assert one.lookup("4711").primary == "sopA"
+    assert one.status().entries == 2
+
+
+def test_reload_without_the_directory_module_leaves_no_directory(tmp_path):
+    path = tmp_path / "d.conf"
+    path.write_text(GOOD)
+    one = generation()
+    load(one, path)
+    one.stop("reload")          # no new generation took over
+    assert one.status() is None and one.lookup("4711") is None
+
+
+ENTRY = Entry("4711", "sopA", "", {"name": "Marie", "vm_context": "default"})
+
+
+@pytest.mark.parametrize("field, value", [
+    ("", "sopA,"), ("primary", "sopA"), ("secondary", ""), ("found", "1"), ("pattern", "4711"),
+    ("Primary", "sopA"), ("name", "Marie"), ("vm_context", "default"), ("nosuch", ""),
+])
+def test_field_values_of_an_entry(field, value):
+    assert generation().field_value(ENTRY, field) == value
+
+
+@pytest.mark.parametrize("field, value", [("", ""), ("found", "0"), ("primary", ""),
+                                          ("name", "")])
+def test_field_values_of_an_extension_not_in_the_directory(field, value):
+    assert generation().field_value(None, field) == value

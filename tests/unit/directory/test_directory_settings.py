@@ -1,0 +1,52 @@
+"""The [directory] section of pbx_python.conf."""
+from __future__ import annotations
+
+import pytest
+
+from dialplan_funcs.directory.settings import DirectorySettingsError, parse_settings, redact_dsn
+
+
+def parse(*pairs):
+    return parse_settings(list(pairs), "/etc/ast", "/var/lib/ast")
+
+
+def test_defaults_are_the_file_source_in_the_config_dir():
+    s = parse()
+    assert (s.source, s.file, s.refresh, s.snapshot) == \
+        ("file", "/etc/ast/cluster_directory.conf", 30.0, "/var/lib/ast/pbx_python/directory.json")
+
+
+def test_relative_file_is_taken_from_the_config_dir():
+    assert parse(("file", "dirs/cluster.conf")).file == "/etc/ast/dirs/cluster.conf"
+
+
+def test_absolute_file_is_kept():
+    assert parse(("file", "/srv/dir.conf")).file == "/srv/dir.conf"
+
+
+def test_postgresql_source_with_its_settings():
+    s = parse(("source", "postgresql"), ("dsn", "host=127.0.0.1 dbname=pbx"), ("refresh", "5"),
+              ("snapshot", "snap.json"))
+    assert (s.source, s.dsn, s.refresh, s.snapshot) == \
+        ("postgresql", "host=127.0.0.1 dbname=pbx", 5.0, "/var/lib/ast/snap.json")
+
+
+def test_postgresql_without_dsn_is_refused():
+    with pytest.raises(DirectorySettingsError, match="needs dsn"):
+        parse(("source", "postgresql"))
+
+
+def test_every_problem_is_reported():
+    with pytest.raises(DirectorySettingsError) as err:
+        parse(("source", "ldap"), ("refresh", "-1"), ("fiel", "x"), ("file", "a"), ("file", "b"))
+    assert len(err.value.errors) == 4
+
+
+@pytest.mark.parametrize("dsn, shown", [
+    ("host=h password=secret dbname=pbx", "host=h password=*** dbname=pbx"),
+    ("host=h password = 'se cret' dbname=pbx", "host=h password = *** dbname=pbx"),
+    ("postgresql://pbx:secret@127.0.0.1/pbx", "postgresql://pbx:***@127.0.0.1/pbx"),
+])
+def test_dsn_password_is_never_shown(dsn, shown):
+    assert redact_dsn(dsn) == shown
+    assert "secret" not in parse(("source", "postgresql"), ("dsn", dsn)).location
