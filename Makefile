@@ -10,7 +10,21 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
-APT_PACKAGES := sip-tester python3-dev python3-venv build-essential
+# Debian packages make deps installs (as root). The voice prompts (en, fr) are the ones the test
+# instances and the demo play: pbx_python/testing/instance.py links their sounds dir to
+# /usr/share/asterisk/sounds. Changing this list re-runs the check (the stamp depends on the Makefile).
+APT_PACKAGES := sip-tester python3-dev python3-venv build-essential \
+                asterisk-core-sounds-en-gsm asterisk-core-sounds-fr-gsm
+# The PostgreSQL cluster directory: the server for the tests' private PostgreSQL
+# (pbx_python/testing/postgres.py) and libpq, which psycopg 3 (pure Python) loads.
+APT_PACKAGES += postgresql libpq5
+# Installed into the venv that Asterisk embeds; psycopg >= 3.2 for notifies(timeout=).
+PIP_PACKAGES := cffi setuptools wheel pytest hypothesis psycopg>=3.2
+# .deps-ok holds this list: when the list changes, deps runs again.
+DEPS_LIST := pip: $(PIP_PACKAGES)
+ifneq ($(file < $(VENV)/.deps-ok),$(DEPS_LIST))
+.PHONY: $(VENV)/.deps-ok
+endif
 
 # The sanitizer build of the module: its own output dir, linked against the ASan Asterisk's headers.
 ASAN_BUILD  := build-asan
@@ -24,16 +38,29 @@ all: module
 
 deps: $(VENV)/.deps-ok
 
-$(VENV)/.deps-ok: setup.py
+# Installing postgresql here creates no default server (createcluster.d: create_main_cluster =
+# false): the tests start private ones and nothing should listen on 5432 behind the user's back.
+# The apt check has its own stamp, remade when the Makefile (APT_PACKAGES) changes; it is an
+# order-only prerequisite of .deps-ok, so a new package does not rebuild the venv or the module.
+$(VENV)/.apt-ok: Makefile
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    case " $$missing " in *" postgresql "*) \
+	      mkdir -p /etc/postgresql-common/createcluster.d; \
+	      echo "create_main_cluster = false  # pbx_python: its tests start their own server" \
+	        > /etc/postgresql-common/createcluster.d/pbx-python.conf;; esac; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else echo "missing Debian packages (install as root):$$missing"; exit 1; fi; fi
+	@mkdir -p $(VENV) && touch $@
+
+$(VENV)/.deps-ok: setup.py | $(VENV)/.apt-ok
 	$(PYTHON) -c 'import sysconfig,sys; sys.exit(0 if sysconfig.get_config_var("Py_ENABLE_SHARED") else "$(PYTHON) has no shared libpython: use another python3 (PYTHON=/usr/bin/python3)")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check cffi setuptools wheel pytest hypothesis
+	$(PY) -m pip install -q --disable-pip-version-check $(foreach p,$(PIP_PACKAGES),'$(p)')
 	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -e .
-	touch $@
+	$(PY) -c 'import psycopg; psycopg.pq.version()' || { echo "psycopg cannot load libpq (apt install libpq5)"; exit 1; }
+	printf '%s\n' '$(DEPS_LIST)' > $@
 
 asterisk:
 	bash contrib/build-asterisk.sh

@@ -12,6 +12,14 @@ CALLSERVICE_SOP and CALLSERVICE_TRIED), what the service read with INITSERVICE o
 that took the call, and how long it took. It ends with a summary table, and exits 1 if any
 scenario did not behave as expected.
 
+The voicemail scenarios run the source document's flow with the files users copy from
+contrib/cluster/ (the *98 and 8500 dialplan, cluster_directory.conf, voicemail.conf): the phone
+keys in the language and the mailbox as DTMF (SIP INFO), sopA finds the mailbox's SOPs with
+GETEXTENSIONINFO, CallService takes the call there, and app_voicemail opens the mailbox in that
+language. The prompts Asterisk logs (with their language) on the node that took the call show
+where and how it was opened; the mailbox holds two messages on sopB and sopC (standing for the
+shared voicemail storage contrib/cluster/README.md asks for).
+
 Observation: the dialplan writes `DEMO ...` lines with Verbose(0,...), and the script reads them
 from each node's log. The service prints its parameters with BASE64_ENCODE, so a value with CR/LF
 stays on one log line, and the script decodes them.
@@ -46,9 +54,11 @@ if str(ROOT) not in sys.path:
 
 from pbx_python.testing import AsteriskInstance, Sipp, SippResult, port_is_free  # noqa: E402
 from pbx_python.testing.cluster import ClusterSpec, wait_qualified  # noqa: E402
-from pbx_python.testing.sipp import sipp_binary  # noqa: E402
+from pbx_python.testing.sipp import DTMF_UAC, dtmf_args, sipp_binary  # noqa: E402
+from pbx_python.testing.voicemail import Prompt, prompts, seed_messages  # noqa: E402
 
 MODULE_SO = ROOT / "build" / "pbx_python.so"
+CLUSTER_DIR = ROOT / "contrib" / "cluster"
 HOSTS = {"sopA": "127.0.0.31", "sopB": "127.0.0.32", "sopC": "127.0.0.33"}
 CALLER_NODE = "sopA"          # the phone calls this node
 PHONE_HOST = "127.0.0.202"    # inside the phones endpoint's identify range 127.0.0.200/29
@@ -59,6 +69,15 @@ PARAMS = ("4711", "fr_FR", "Dupont, Marie", "café ;-)")
 PARAMS_CONF = ("4711", "fr_FR", r"Dupont\, Marie", r"café \;-)")
 # A parameter that dialplan arguments cannot carry: it goes through CALLSERVICE_PARAM1.
 CRLF_PARAM = 'line one\r\nX-Injected: evil\r\n"quoted", semi;colon\ttab, é 中'
+
+
+# The voicemail scenarios: mailbox 5001 (cluster_directory.conf: _5XXX on sopB, then sopC), and
+# the language digit the phone keys in before it.
+MAILBOX = "5001"
+MESSAGES = 2                  # seeded into the mailbox on sopB and sopC
+LANGUAGES = {"1": ("en", "English"), "2": ("fr", "French")}
+VM_HOLD_MS = 4000             # the phone stays in the mailbox this long after its last digit
+DIRECTORY = "\n[directory]\nsource = file\nfile = cluster_directory.conf\n"
 
 
 def b64(text: str) -> str:
@@ -104,8 +123,27 @@ def reading_service(node: str, exten: str) -> str:
         " same => n,Hangup()"])
 
 
+def contrib_exten(text: str, exten: str) -> str:
+    """The lines of extension ``exten`` in contrib/cluster/extensions.conf text (comments kept)."""
+    m = re.search(rf"^exten => {re.escape(exten)},1,.*?(?=^\s*$|^exten => (?!{re.escape(exten)},))",
+                  text, re.M | re.S)
+    if not m:
+        raise SystemExit(f"demo: no extension {exten} in contrib/cluster/extensions.conf")
+    return m.group(0).rstrip() + "\n"
+
+
+def contrib_context(text: str, context: str) -> str:
+    """Context ``[context]`` of contrib/cluster/extensions.conf text, header included."""
+    m = re.search(rf"^\[{re.escape(context)}\]\n.*?(?=^\[|\Z)", text, re.M | re.S)
+    if not m:
+        raise SystemExit(f"demo: no context [{context}] in contrib/cluster/extensions.conf")
+    return m.group(0).rstrip() + "\n"
+
+
 def extensions(node: str) -> str:
-    """extensions.conf of one node (all three get the same callflows)."""
+    """extensions.conf of one node (all three get the same callflows). The voicemail flow is
+    contrib/cluster/extensions.conf's, as users copy it."""
+    contrib = (CLUSTER_DIR / "extensions.conf").read_text()
     params = ",".join(PARAMS_CONF)
     phones = "\n".join([
         phone_exten("remote", f"CallService(2000,sopB,sopC,{params})"),
@@ -144,7 +182,13 @@ exten => s,1,Verbose(0,DEMO RESULT STATUS=${{CALLSERVICE_STATUS}} SOP=${{CALLSER
 ; The services CallService reaches, on this SOP.
 [callservice-in]
 {services}
-"""
+
+; ---- from contrib/cluster/extensions.conf: the voicemail flow
+[phones]
+{contrib_exten(contrib, "*98")}
+[callservice-in]
+{contrib_exten(contrib, "8500")}
+{contrib_context(contrib, "voicemail-report")}"""
 
 
 def node_configs(spec: ClusterSpec, node: str) -> dict[str, str]:
@@ -175,8 +219,11 @@ SERVICE_RE = (LOG_TS + r"DEMO SERVICE (?P<exten>\S+) NODE=(?P<node>\S+) ORIGIN=\
               r"P1=\[(?P<p1>[^\]]*)\] P2=\[(?P<p2>[^\]]*)\] P3=\[(?P<p3>[^\]]*)\] P4=\[(?P<p4>[^\]]*)\]$")
 INNER_RE = (LOG_TS + r"DEMO INNER (?P<exten>\S+) NODE=(?P<node>\S+) STATUS=(?P<status>\S*) "
             r"SOP=(?P<sop>\S*) TRIED=(?P<tried>\S*)$")
+VM_REPORT_RE = (LOG_TS + r"voicemail: mailbox \[[^\]]*\] language \[[^\]]*\] directory "
+                r"\[(?P<directory>[^\]]*)\] status=(?P<status>\S*) sop=(?P<sop>\S*) tried=(?P<tried>\S*)$")
+VM_SERVICE_RE = r"app_verbose\.c: voicemail service: (.*)$"
 RELEVANT = re.compile(r"app_verbose|CallService|WARNING|ERROR|Executing \[[^\]]*@callservice-in:1\]"
-                      r"| is ringing| answered |Everyone is busy|Nobody picked up")
+                      r"| is ringing| answered |Everyone is busy|Nobody picked up| Playing '")
 
 
 def log_time(ts: str) -> datetime:
@@ -258,7 +305,11 @@ class Demo:
     verbose: bool = False
     nodes: dict[str, AsteriskInstance] = field(default_factory=dict)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pxdemo", dir="/tmp")))
-    spec: ClusterSpec = field(default_factory=lambda: ClusterSpec(sops=dict(HOSTS), python=sys.executable))
+    spec: ClusterSpec = field(default_factory=lambda: ClusterSpec(
+        sops=dict(HOSTS), python=sys.executable, modules=["dialplan_funcs.directory"],
+        extra_callservice=DIRECTORY,
+        extra_configs={name: (CLUSTER_DIR / name).read_text()
+                       for name in ("cluster_directory.conf", "voicemail.conf")}))
 
     def __post_init__(self) -> None:
         self.sipp = Sipp(workdir=self.workdir / "sipp")
@@ -274,6 +325,9 @@ class Demo:
             inst.start()
             say(f"{node}: Asterisk pid {inst.pid} on {host}:5060, up in "
                 f"{time.monotonic() - started:.1f} s  (logs: {inst.logdir})")
+        for node in ("sopB", "sopC"):
+            folder = seed_messages(self.nodes[node], MAILBOX, MESSAGES)
+            say(f"{node}: {MESSAGES} messages put into mailbox {MAILBOX} ({folder})")
         started = time.monotonic()
         wait_qualified(self.nodes, timeout=15)
         say(f"all 6 trunks qualified (SIP OPTIONS every {self.spec.qualify_frequency:g} s) in "
@@ -340,7 +394,48 @@ class Demo:
         return call
 
 
-def dump_logs(call: Call) -> None:
+    def call_voicemail(self, digits: str) -> VoicemailCall:
+        """The phone dials *98 on the caller node and keys in ``digits`` (SIP INFO DTMF)."""
+        nodes = self.running()
+        since = {n: inst.log_offset() for n, inst in nodes.items()}
+        caller = self.nodes[CALLER_NODE]
+        started = time.monotonic()
+        phone = self.sipp.run_uac(caller.host, local_host=PHONE_HOST, service="*98",
+                                  scenario=DTMF_UAC, extra_args=dtmf_args(digits),
+                                  duration_ms=VM_HOLD_MS, timeout=30)
+        seconds = time.monotonic() - started
+        report = caller.wait_for_log(VM_REPORT_RE, timeout=10, since=since[CALLER_NODE])
+        time.sleep(0.2)   # let the other nodes' loggers write the call's last lines
+        logs = {n: inst.log_text(since[n]) for n, inst in nodes.items()}
+        call = VoicemailCall(phone, seconds, report.group("status"), report.group("sop"),
+                             report.group("tried"), report.group("directory"), logs)
+        if self.verbose:
+            dump_logs(call)
+        return call
+
+
+@dataclass
+class VoicemailCall:
+    """A call to *98, as the caller's [voicemail-report] line and the nodes' logs show it."""
+    phone: SippResult
+    seconds: float
+    status: str
+    sop: str
+    tried: str
+    directory: str               # GETEXTENSIONINFO(<mailbox>) on the caller's SOP
+    logs: dict[str, str]         # node -> log text written during the call
+
+    def service(self, node: str) -> Optional[str]:
+        """The 8500 service's line on ``node`` (mailbox, language, context, origin), if it ran."""
+        m = re.search(VM_SERVICE_RE, self.logs.get(node, ""), re.M)
+        return m.group(1) if m else None
+
+    def prompts(self, node: str, channel: str) -> list[Prompt]:
+        """The prompts ``node`` played to channels named ``channel``-..."""
+        return [p for p in prompts(self.logs.get(node, "")) if p.channel.startswith(channel + "-")]
+
+
+def dump_logs(call: Call | VoicemailCall) -> None:
     """The call's relevant log lines of every node, as one timeline."""
     say("log lines written during the call, all nodes by time (--verbose):")
     lines = [(line[1:24], node, line) for node, text in call.logs.items()
@@ -615,9 +710,80 @@ def scenario_all_down(demo: Demo, n: int) -> Row:
     return Row("both down", "UNAVAILABLE (no SOP)", f"{outcome(call)} ({call.tried})", ok)
 
 
+def voicemail_scenario(demo: Demo, choice: str, sop: str, tried: str) -> Row:
+    """The phone keys ``choice`` (language) and MAILBOX; the mailbox must open on ``sop``."""
+    lang, language = LANGUAGES[choice]
+    directory = demo.nodes[CALLER_NODE].eval_function(f"GETEXTENSIONINFO({MAILBOX})")
+    context = demo.nodes[CALLER_NODE].eval_function(f"GETEXTENSIONINFO({MAILBOX},vm_context)")
+    say(f"directory on {CALLER_NODE} (cluster_directory.conf): GETEXTENSIONINFO({MAILBOX}) = "
+        f"{directory}, vm_context = {context}")
+    say(f"phone {PHONE_HOST} dials '*98' on {CALLER_NODE}, keys {choice} ({language}) and mailbox "
+        f"{MAILBOX} (SIP INFO DTMF)")
+    call = demo.call_voicemail(choice + MAILBOX)
+    asked = [(p.file, p.language) for p in call.prompts(CALLER_NODE, "PJSIP/phones")]
+    say(f"{CALLER_NODE} asked for the mailbox with: "
+        + (", ".join(f"'{f}' ({lg})" for f, lg in asked) or "(no prompt)"))
+    say(f"{CALLER_NODE} decided:  CALLSERVICE_STATUS={call.status}  CALLSERVICE_SOP="
+        f"{call.sop or '(empty)'}  CALLSERVICE_TRIED={call.tried or '(empty)'}")
+    service = call.service(sop)
+    say(f"{sop}'s 8500 service: {service}" if service else f"the 8500 service did not run on {sop}")
+    played = [(p.file, p.language) for p in call.prompts(sop, f"PJSIP/{CALLER_NODE}")]
+    say(f"{sop}'s app_voicemail played: "
+        + (", ".join(f"'{f}' ({lg})" for f, lg in played[:6]) or "nothing"))
+    elsewhere = [n for n in call.logs if n != sop and call.service(n)]
+    expected_intro = [("vm-youhave", lang), (f"digits/{MESSAGES}", lang)]
+    opened = played[:2] == expected_intro
+    if opened:
+        say(f"=> mailbox {MAILBOX} ({MESSAGES} messages) was opened on {sop} in {language}")
+    show_phone_vm(call)
+    ok = verdict([
+        (f"{CALLER_NODE}: the directory gives sopB,sopC", directory == "sopB,sopC"),
+        (f"{CALLER_NODE}: 'Mailbox?' asked in {language}", asked[:1] == [("vm-login", lang)]),
+        (f"{CALLER_NODE}: ANSWER by {sop}, tried {tried}",
+         (call.status, call.sop, call.tried) == ("ANSWER", sop, tried)),
+        (f"{sop}'s service read mailbox {MAILBOX} and language {lang} from {CALLER_NODE}",
+         service == f"mailbox [{MAILBOX}] language [{lang}] context [default] from [{CALLER_NODE}]"),
+        (f"{sop}'s app_voicemail announced the {MESSAGES} messages in {language}", opened),
+        ("no other SOP ran the service", not elsewhere),
+    ])
+    observed = (f"{outcome_vm(call)}, {played[0][0]} ({played[0][1]})" if played
+                else f"{outcome_vm(call)}, no prompt on {sop}")
+    return Row(f"voicemail {MAILBOX}, {language}", f"ANSWER via {sop}, vm-youhave ({lang})",
+               observed, ok)
+
+
+def outcome_vm(call: VoicemailCall) -> str:
+    return f"{call.status} via {call.sop}" if call.sop else call.status or "(no call)"
+
+
+def show_phone_vm(call: VoicemailCall) -> None:
+    status = call.phone.final_status
+    what = f"answered (200 OK), hung up {VM_HOLD_MS / 1000:g} s after its last digit" if status == 200 else \
+        f"got SIP {status}" if status else "got no final response"
+    say(f"phone: {what}; the call took {call.seconds:.2f} s")
+
+
+def scenario_voicemail_primary(demo: Demo, n: int) -> Row:
+    title(n, "Voicemail (the seed's flow): the mailbox opens on its primary SOP")
+    say("contrib/cluster/extensions.conf: *98 reads the language and the mailbox, GETEXTENSIONINFO")
+    say("finds the mailbox's SOPs, CallService(8500,<primary>,<secondary>,,<language>) with the")
+    say("mailbox in CALLSERVICE_PARAM1; the 8500 service runs VoiceMailMain(<mailbox>@<context>,s)")
+    return voicemail_scenario(demo, "2", "sopB", "sopB:ANSWER")
+
+
+def scenario_voicemail_secondary(demo: Demo, n: int) -> Row:
+    title(n, "Voicemail: the mailbox's primary SOP is down, the secondary opens it")
+    say("sopB (the primary of mailbox 5001) is still stopped; this time the caller chooses English")
+    demo.wait_known_down("sopA", "sopB")
+    return voicemail_scenario(demo, "1", "sopC", "sopB:KNOWN_DOWN,sopC:ANSWER")
+
+
 SCENARIOS: list[Callable[[Demo, int], Row]] = [
     scenario_remote, scenario_local, scenario_crlf, scenario_pingpong, scenario_triangle,
-    scenario_failover, scenario_bounce, scenario_all_down,
+    scenario_voicemail_primary,
+    # PostgreSQL directory scenario goes here (all three SOPs still up): move the mailbox in
+    # PostgreSQL while the cluster runs, and show the next *98 call follow it without a reload.
+    scenario_failover, scenario_voicemail_secondary, scenario_bounce, scenario_all_down,
 ]
 
 

@@ -19,7 +19,11 @@ from .health import Problem
 from .net import require_loopback
 
 #: Sub-directories of an instance's base dir.
-SUBDIRS = ("etc", "run", "log", "spool", "lib", "db", "cache", "keys", "mods")
+SUBDIRS = ("etc", "run", "log", "spool", "lib", "db", "cache", "keys", "mods", "data")
+
+#: The voice prompts Debian's asterisk-core-sounds-* packages install (``en``, ``fr``, ...): an
+#: instance's ``<astdatadir>/sounds`` points here when it exists (the Makefile installs them).
+SYSTEM_SOUNDS = Path("/usr/share/asterisk/sounds")
 
 #: sun_path is 108 bytes on Linux; asterisk.ctl must fit in it.
 _SUN_PATH_MAX = 107
@@ -92,7 +96,7 @@ class AsteriskInstance:
         if not self.binary.is_file():
             raise FileNotFoundError(f"no asterisk binary at {self.binary}")
         self.sys_moddir = self.prefix / "lib" / "asterisk" / "modules"
-        self.datadir = self.prefix / "var" / "lib" / "asterisk"
+        self.sys_datadir = self.prefix / "var" / "lib" / "asterisk"
         self.env = dict(env) if env is not None else None
         self.verbose, self.debug = verbose, debug
         self.proc: subprocess.Popen[bytes] | None = None
@@ -130,12 +134,15 @@ class AsteriskInstance:
         self.etc = self.base / "etc"
         self.logdir = self.base / "log"
         self.moddir = self.base / "mods"
+        self.spooldir = self.base / "spool"
+        self.datadir = self.base / "data"
         self.conf = self.etc / "asterisk.conf"
         ctl = self.base / "run" / "asterisk.ctl"
         if len(str(ctl)) > _SUN_PATH_MAX:
             raise ValueError(f"control socket path too long for sun_path: {ctl}")
 
         present = self._mirror_modules(extra)
+        self._mirror_data()
         dirs = {
             "astetcdir": self.etc,
             "astmoddir": self.moddir,
@@ -144,7 +151,7 @@ class AsteriskInstance:
             "astkeydir": self.base,  # res_crypto appends "/keys"
             "astdatadir": self.datadir,
             "astagidir": self.datadir / "agi-bin",
-            "astspooldir": self.base / "spool",
+            "astspooldir": self.spooldir,
             "astrundir": self.base / "run",
             "astlogdir": self.logdir,
             "astcachedir": self.base / "cache",
@@ -178,6 +185,17 @@ class AsteriskInstance:
             dst.symlink_to(src)
             names.add(src.name)
         return names
+
+    def _mirror_data(self) -> None:
+        """``data/``: the prefix's data dir entries as symlinks (documentation, keys, ...), except
+        ``sounds``, which is :data:`SYSTEM_SOUNDS` when installed. A private, writable dir, so
+        what a module keeps under astdatadir stays with the instance."""
+        if self.sys_datadir.is_dir():
+            for entry in sorted(self.sys_datadir.iterdir()):
+                if entry.name != "sounds":
+                    (self.datadir / entry.name).symlink_to(entry)
+        sounds = SYSTEM_SOUNDS if SYSTEM_SOUNDS.is_dir() else self.sys_datadir / "sounds"
+        (self.datadir / "sounds").symlink_to(sounds)
 
     def write_config(self, name: str, text: str) -> Path:
         """Write ``etc/<name>`` (replacing the default); effective at start or on reload."""

@@ -1,4 +1,5 @@
-"""pytest plugin: ``asterisk_prefix``, ``asterisk_factory`` and ``sipp`` fixtures, ``--asterisk-prefix``.
+"""pytest plugin: ``asterisk_prefix``, ``asterisk_factory``, ``sipp`` and ``postgres`` fixtures,
+``--asterisk-prefix``.
 
 Load with ``pytest_plugins = ["pbx_python.testing.plugin"]`` in a top-level conftest, or via a
 ``pytest11`` entry point. Base dirs of instances are kept (and listed at the end of the run) when
@@ -20,13 +21,16 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .instance import AddressInUseError, AsteriskInstance
 from .net import claim_host, free_loopback_host, release_host
 from .sipp import Sipp
+
+if TYPE_CHECKING:
+    from .postgres import PrivatePostgres
 
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 _KEPT = pytest.StashKey[list[str]]()
@@ -223,3 +227,26 @@ def asterisk_factory(request: pytest.FixtureRequest, asterisk_prefix: Path) -> I
 def sipp(tmp_path: Path) -> Sipp:
     """A :class:`Sipp` runner whose files go under the test's tmp_path."""
     return Sipp(workdir=tmp_path / "sipp")
+
+
+@pytest.fixture
+def postgres(request: pytest.FixtureRequest) -> Iterator["PrivatePostgres"]:
+    """A private PostgreSQL (:mod:`pbx_python.testing.postgres`): its own loopback address and
+    port, trust auth, database and user ``pbx``, contrib/directory/schema.sql applied. Stopped
+    and removed at teardown (its directory, with the server log, kept if the test failed or
+    PBX_PYTHON_KEEP=1)."""
+    from .postgres import PrivatePostgres
+    pg = PrivatePostgres()
+    try:
+        pg.start()
+    except BaseException:
+        pg.cleanup(keep=True)
+        raise
+    yield pg
+    reports = request.node.stash.get(_REPORTS, {})
+    keep = any(r.failed for r in reports.values()) or \
+        os.environ.get("PBX_PYTHON_KEEP", "") not in ("", "0")
+    pg.cleanup(keep=keep)
+    if keep:
+        line = f"{request.node.nodeid}: PostgreSQL {pg.host}:{pg.port} kept at {pg.base}"
+        request.config.stash[_KEPT].append(line)

@@ -32,6 +32,12 @@ UAS_SCENARIOS = {
     "silent": "uas_silent.xml",
 }
 
+#: UAC that keys in digits once answered (SIP INFO dtmf-relay): run_uac(scenario=DTMF_UAC,
+#: extra_args=dtmf_args("24711")); the hold time counts from the last digit.
+DTMF_UAC = SCENARIO_DIR / "uac_dtmf.xml"
+
+_DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
 _EXTRA_HEADERS_LINE = "[pbx_python_extra_headers]"
 _HOLD_MARK = "PBXPY_HOLD_MS"
 
@@ -42,6 +48,16 @@ def sipp_binary() -> str:
     if not exe:
         raise FileNotFoundError("sipp not found (apt-get install sip-tester)")
     return exe
+
+
+def dtmf_args(digits: str, wait_ms: int = 300) -> list[str]:
+    """SIPp arguments for :data:`DTMF_UAC`: send ``digits`` one SIP INFO each, ``wait_ms`` after
+    the answer and between two digits."""
+    if not digits or any(d not in _DTMF_DIGITS for d in digits):
+        raise ValueError(f"bad DTMF digits {digits!r}: one or more of 0-9 * # A-D")
+    if wait_ms < 1:
+        raise ValueError(f"wait_ms={wait_ms}: at least 1 ms")
+    return ["-set", "digits", digits, "-set", "dtmf_wait", str(int(wait_ms))]
 
 
 def _media_port(host: str) -> int:

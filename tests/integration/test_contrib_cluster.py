@@ -1,6 +1,7 @@
 """contrib/cluster/: the configuration users copy, loaded on three real Asterisk nodes.
 
-The files are used as they are, with only the per-node changes contrib/cluster/README.md lists:
+The files (pbx_python.conf, pjsip.conf, extensions.conf, cluster_directory.conf, voicemail.conf)
+are used as they are, with only the per-node changes contrib/cluster/README.md lists:
 local_sop, the transports' bind address, and deleting the node's own trunk block. The example
 addresses (127.0.0.51-53) are the nodes' addresses here.
 """
@@ -12,6 +13,8 @@ import time
 import pytest
 
 from pbx_python.testing.cluster import wait_qualified
+from pbx_python.testing.sipp import DTMF_UAC, dtmf_args
+from pbx_python.testing.voicemail import prompts
 from tests.conftest import MODULE_SO, ROOT
 
 pytestmark = pytest.mark.integration
@@ -22,7 +25,7 @@ PHONE = "127.0.0.203"         # inside the example phones range 127.0.0.200/29
 
 
 def node_files(node: str) -> dict[str, str]:
-    """The three files for `node`, changed exactly as README.md says and nothing more."""
+    """The files for `node`, changed exactly as README.md says and nothing more."""
     pbx = (CLUSTER_DIR / "pbx_python.conf").read_text()
     pbx, count = re.subn(r"^local_sop = sopA$", f"local_sop = {node}", pbx, flags=re.M)
     assert count == 1, "pbx_python.conf: expected one 'local_sop = sopA' line"
@@ -39,8 +42,9 @@ def node_files(node: str) -> dict[str, str]:
     assert count == 1, f"pjsip.conf: expected one trunk block for {node}"
     assert f"[{node}]" not in pjsip
 
+    same = ("extensions.conf", "cluster_directory.conf", "voicemail.conf")
     return {"pbx_python.conf": pbx, "pjsip.conf": pjsip,
-            "extensions.conf": (CLUSTER_DIR / "extensions.conf").read_text()}
+            **{name: (CLUSTER_DIR / name).read_text() for name in same}}
 
 
 @pytest.fixture
@@ -79,6 +83,10 @@ def test_files_load_and_a_phone_reaches_the_hello_service_on_sopB(contrib_cluste
         assert not re.search(rf"Endpoint:\s+{node}\b", endpoints), endpoints
         dialplan = inst.cli("dialplan show callservice-in")
         assert "'2000' =>" in dialplan and "'8500' =>" in dialplan, dialplan
+        directory = inst.cli("callservice show directory 4711")
+        assert re.search(r"^Primary:\s+sopA$", directory, re.M), directory
+        assert re.search(r"^Secondary:\s+sopB$", directory, re.M), directory
+        assert "4711" in inst.cli("voicemail show users for default")
 
     a_since, b_since = nodes["sopA"].log_offset(), nodes["sopB"].log_offset()
     result = sipp.run_uac(HOSTS["sopA"], local_host=PHONE, service="2000", duration_ms=5000)
@@ -90,16 +98,23 @@ def test_files_load_and_a_phone_reaches_the_hello_service_on_sopB(contrib_cluste
         "CallService 2000: status=ANSWER sop=sopB tried=sopB:ANSWER"
 
 
-def test_voicemail_example_routes_to_the_mailbox_sop_with_mailbox_and_language(contrib_cluster,
-                                                                                sipp):
+def test_voicemail_example_opens_the_mailbox_on_its_sop_in_the_language_keyed_in(
+        contrib_cluster, sipp):
     nodes = contrib_cluster
     a_since, c_since = nodes["sopA"].log_offset(), nodes["sopC"].log_offset()
-    # A phone on sopC wants mailbox 4711, which lives on sopA (4xxx: sopA, then sopB).
-    sipp.run_uac(HOSTS["sopC"], local_host=PHONE, service="*984711", duration_ms=2000)
+    # A phone on sopC dials *98, keys 2 (French) and mailbox 4711, which lives on sopA
+    # (cluster_directory.conf: 4711 on sopA, then sopB).
+    result = sipp.run_uac(HOSTS["sopC"], local_host=PHONE, service="*98", scenario=DTMF_UAC,
+                          extra_args=dtmf_args("24711"), duration_ms=3000, timeout=30)
+    assert result.final_status == 200, result
     assert log_line(nodes["sopA"], "voicemail service: ", a_since) == \
-        "voicemail service: mailbox [4711] language [en] from [sopC]"
-    assert log_line(nodes["sopC"], "CallService 8500: ", c_since) == \
-        "CallService 8500: status=ANSWER sop=sopA tried=sopA:ANSWER"
+        "voicemail service: mailbox [4711] language [fr] context [default] from [sopC]"
+    assert log_line(nodes["sopC"], "voicemail: mailbox ", c_since) == (
+        "voicemail: mailbox [4711] language [fr] directory [sopA,sopB] status=ANSWER sop=sopA "
+        "tried=sopA:ANSWER")
+    played = [(p.file, p.language) for p in prompts(nodes["sopA"].log_text(a_since))
+              if p.channel.startswith("PJSIP/sopC-")]
+    assert played[:1] == [("vm-youhave", "fr")], played
 
 
 def test_primary_down_the_secondary_takes_the_call(contrib_cluster, sipp):

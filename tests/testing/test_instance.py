@@ -104,6 +104,19 @@ def test_originate_local_runs_dialplan(asterisk_factory) -> None:
         ast.originate_local("s", "test")
 
 
+def test_instances_play_the_installed_prompts_in_their_language(asterisk_factory) -> None:
+    from pbx_python.testing.instance import SYSTEM_SOUNDS
+    if not (SYSTEM_SOUNDS / "fr" / "vm-login.gsm").is_file():
+        pytest.fail(f"{SYSTEM_SOUNDS}/fr is missing: install asterisk-core-sounds-fr-gsm (make deps)")
+    dialplan = DIALPLAN + "exten => fr,1,Set(CHANNEL(language)=fr)\n same => n,Playback(vm-login)\n"
+    ast = asterisk_factory(configs={"extensions.conf": dialplan}, start=True)
+    assert (ast.datadir / "sounds").resolve() == SYSTEM_SOUNDS.resolve()
+    since = ast.log_offset()
+    ast.originate_local("fr", "test", app="Wait", data="1")
+    ast.wait_for_log(r"Playing 'vm-login\.gsm' \(language 'fr'\)$", since=since)
+    assert "does not exist" not in ast.log_text(since)
+
+
 def test_ami_actions(asterisk_factory) -> None:
     ast = asterisk_factory(start=True)
     ami = ast.ami()

@@ -303,3 +303,42 @@ def test_scan_file_keeps_the_first_report_and_counts_further_assertions(tmp_path
     assert [p.kind for p in found] == ["sanitizer", "assertion", "assertion", "assertion", "assertion"]
     assert "heap-use-after-free" in found[0].text and "double-free" not in found[0].text
     assert found[1].text.endswith("0x0 (0)") and found[4].text == "... and 2 more"
+
+
+def test_dtmf_args_set_the_scenario_parameters() -> None:
+    from pbx_python.testing.sipp import DTMF_UAC, dtmf_args
+    assert DTMF_UAC.is_file()
+    assert dtmf_args("24711") == ["-set", "digits", "24711", "-set", "dtmf_wait", "300"]
+    assert dtmf_args("*9#", wait_ms=150)[-1] == "150"
+
+
+@pytest.mark.parametrize("digits", ["", "12x", "4 7", "1,2"])
+def test_dtmf_args_refuse_what_is_not_a_dtmf_digit(digits: str) -> None:
+    from pbx_python.testing.sipp import dtmf_args
+    with pytest.raises(ValueError, match="DTMF"):
+        dtmf_args(digits)
+
+
+def test_prompts_lists_each_prompt_with_its_language_and_call() -> None:
+    from pbx_python.testing.voicemail import Prompt, prompts
+    log = (
+        "[2026-12-01 02:36:46.819] VERBOSE[17492][C-00000003] file.c: <PJSIP/sopA-00000002> "
+        "Playing 'vm-youhave.gsm' (language 'fr')\n"
+        "[2026-12-01 02:36:46.900] VERBOSE[17492][C-00000003] app_verbose.c: Playing 'x.gsm' "
+        "(language 'en')\n"
+        "[2026-12-01 02:36:47.740] VERBOSE[17493][C-00000004] file.c: <PJSIP/sopA-00000003> "
+        "Playing 'digits/2.gsm' (language 'en')\n")
+    assert prompts(log) == [Prompt("C-00000003", "PJSIP/sopA-00000002", "vm-youhave", "fr"),
+                            Prompt("C-00000004", "PJSIP/sopA-00000003", "digits/2", "en")]
+    assert [p.file for p in prompts(log, call="C-00000004")] == ["digits/2"]
+
+
+def test_seed_messages_writes_what_app_voicemail_counts(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from pbx_python.testing.voicemail import seed_messages
+    folder = seed_messages(SimpleNamespace(spooldir=tmp_path), "5001", 2)  # type: ignore[arg-type]
+    assert folder == tmp_path / "voicemail" / "default" / "5001" / "INBOX"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "msg0000.gsm", "msg0000.txt", "msg0001.gsm", "msg0001.txt"]
+    assert "origmailbox=5001" in (folder / "msg0001.txt").read_text()

@@ -1,0 +1,124 @@
+"""The pure parts of the PostgreSQL directory source: database rows to entries, the disk
+snapshot, the reconnection backoff, and what its status shows of the DSN."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from dialplan_funcs.directory.settings import parse_settings
+from dialplan_funcs.directory.sources.postgres import (
+    MAX_BACKOFF, PostgresSource, RowsError, SnapshotError, backoff_delays, failure_kind,
+    read_snapshot, row_to_entry, rows_to_table, write_snapshot)
+from dialplan_funcs.directory.table import Entry, Table
+
+
+def test_a_row_becomes_an_entry_with_its_attributes():
+    entry = row_to_entry(("4711", "sopA", "sopB", {"vm_context": "default", "name": "Marie"}))
+    assert entry == Entry("4711", "sopA", "sopB", {"vm_context": "default", "name": "Marie"})
+
+
+def test_a_null_or_empty_secondary_means_none():
+    assert row_to_entry(("_6XXX", "sopC", None, {})).secondary == ""
+    assert row_to_entry(("_6XXX", "sopC", "", None)).secondary == ""
+
+
+def test_attributes_given_as_json_text_are_parsed():
+    assert dict(row_to_entry(("4711", "sopA", "", '{"name": "Marie"}')).attrs) == {"name": "Marie"}
+
+
+@pytest.mark.parametrize("attrs, message", [
+    ({"pin": 1234}, "attribute values must be strings: pin=1234"),
+    (["a"], "attributes must be a JSON object"),
+    ("{not json", "attributes are not JSON"),
+])
+def test_attributes_that_are_not_an_object_of_strings_are_refused(attrs, message):
+    with pytest.raises(ValueError, match=message):
+        row_to_entry(("4711", "sopA", "", attrs))
+
+
+def test_every_bad_row_is_named_and_the_whole_load_refused():
+    rows = [("4711", "sopA", "sopB", {}), ("4712", "sopA", "", {"pin": 1}),
+            ("4713", "sopA", "", "[]")]
+    with pytest.raises(RowsError) as info:
+        rows_to_table(rows)
+    assert [e.split(":")[0] for e in info.value.errors] == ["row 4712", "row 4713"]
+
+
+def test_what_the_table_refuses_is_reported_as_row_errors():
+    with pytest.raises(RowsError) as info:
+        rows_to_table([("4711", "sop A!", "", {})])
+    assert info.value.errors and all(e.startswith("row 4711") for e in info.value.errors)
+
+
+def test_good_rows_make_a_table_with_exact_and_pattern_lookups():
+    table = rows_to_table([("4711", "sopA", "sopB", {}), ("_47XX", "sopC", None, {})])
+    assert table.lookup("4711").primary == "sopA"
+    assert table.lookup("4799").primary == "sopC"
+
+
+def test_a_snapshot_round_trips_entries_and_time(tmp_path):
+    table = Table([Entry("4711", "sopA", "sopB", {"name": "Marie Dupont", "vm_context": "default"}),
+                   Entry("_5XXX", "sopB", "", {})])
+    path = tmp_path / "sub" / "directory.json"
+    write_snapshot(path, table, "host=db dbname=pbx", 1700000000.5)
+    again, written = read_snapshot(path)
+    assert again.entries == table.entries
+    assert written == 1700000000.5
+    assert os.listdir(path.parent) == ["directory.json"]     # no temp file left behind
+
+
+def test_a_snapshot_is_replaced_whole(tmp_path):
+    path = tmp_path / "directory.json"
+    write_snapshot(path, Table([Entry("1", "sopA", "", {})]), "x", 1.0)
+    write_snapshot(path, Table([Entry("2", "sopB", "", {})]), "x", 2.0)
+    table, written = read_snapshot(path)
+    assert [e.pattern for e in table.entries] == ["2"] and written == 2.0
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no snapshot"),
+    ('{"format": 1, "written_at": 1.0, "entri', "unreadable"),
+    ('{"format": 99, "written_at": 1.0, "entries": []}', "not a pbx_python directory snapshot"),
+    ('{"format": 1, "written_at": 1.0, "entries": [{"pattern": "1", "primary": "bad sop"}]}',
+     "bad entries"),
+])
+def test_an_unusable_snapshot_says_why(tmp_path, content, message):
+    path = tmp_path / "directory.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SnapshotError, match=message):
+        read_snapshot(path)
+
+
+def test_a_snapshot_is_plain_json_an_admin_can_read(tmp_path):
+    path = tmp_path / "d.json"
+    write_snapshot(path, Table([Entry("4711", "sopA", "", {"name": "Zoé"})]), "host=db", 3.0)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["entries"] == [{"pattern": "4711", "primary": "sopA", "secondary": "",
+                               "attrs": {"name": "Zoé"}}]
+    assert doc["location"] == "host=db"
+
+
+def test_reconnection_backoff_doubles_up_to_a_cap_of_a_few_seconds():
+    delays = backoff_delays(first=0.25, cap=2.0)
+    assert [next(delays) for _ in range(7)] == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0]
+    assert 1.0 <= MAX_BACKOFF <= 5.0
+
+
+def test_connection_failures_are_named_database_unreachable():
+    import psycopg
+    assert failure_kind(psycopg.OperationalError("connection refused")) == "database unreachable"
+    assert failure_kind(ConnectionResetError()) == "database unreachable"
+    assert failure_kind(psycopg.errors.UndefinedTable("no table")).startswith("cannot load")
+
+
+def test_the_status_shows_the_dsn_without_its_password(tmp_path):
+    settings = parse_settings([("source", "postgresql"),
+                               ("dsn", "host=127.0.0.1 dbname=pbx user=pbx password=s3cret")],
+                              str(tmp_path), str(tmp_path))
+    st = PostgresSource(settings).status()
+    assert st.source == "postgresql"
+    assert "s3cret" not in st.location and "host=127.0.0.1 dbname=pbx user=pbx" in st.location
+    assert st.entries == 0 and st.loaded_at is None
