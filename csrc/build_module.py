@@ -60,6 +60,7 @@ extern "Python" int pyast_on_load(const struct pyast_conf_item *items, int nitem
 extern "Python" int pyast_on_cli(const char *command, int argc, const char *const *argv,
                                  struct pyast_out *out);
 extern "Python" void pyast_on_shutdown(void);
+extern "Python" void pyast_on_metrics(struct pyast_out *out);
 
 int pyast_register_app(const char *name, const char *synopsis, const char *description);
 int pyast_register_function(const char *name, const char *synopsis, const char *syntax,

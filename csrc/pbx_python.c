@@ -54,6 +54,7 @@
 #include "asterisk/utils.h"
 #include "asterisk/ast_version.h"
 #include "asterisk/options.h"
+#include "asterisk/res_prometheus.h"
 #include "asterisk/paths.h"
 
 #ifndef PYAST_DEFAULT_PYTHON
@@ -101,6 +102,7 @@ struct pyast_out {
 static int pyast_on_load(const struct pyast_conf_item *items, int nitems, int reload);
 static int pyast_on_cli(const char *command, int argc, const char *const *argv, struct pyast_out *out);
 static void pyast_on_shutdown(void);
+static void pyast_on_metrics(struct pyast_out *out);
 
 /* ---- module state ---- */
 
@@ -1627,6 +1629,84 @@ static int bind_entry_tables(void)
 	return res;
 }
 
+/* ---- metrics (res_prometheus) ---- */
+
+/*! A scrape's call into Python, as a job. */
+struct metrics_job {
+	struct pyast_job job;       /* first member: metrics_run() casts back */
+	struct pyast_out out;
+};
+
+static void metrics_run(struct pyast_job *job)
+{
+	struct metrics_job *mj = (struct metrics_job *) job;
+
+	pyast_on_metrics(&mj->out);
+}
+
+/*!
+ * res_prometheus scrape callback (HTTP thread, scrape lock held): append the text Python renders
+ * for every metric it holds. One call into Python per scrape; Python takes no Asterisk lock.
+ */
+static void metrics_scrape(struct ast_str **output)
+{
+	struct metrics_job mj = {
+		.job = { .what = "Metrics", .name = "scrape", .run = metrics_run },
+	};
+
+	if (shutting_down || !python_started) {
+		return;
+	}
+	python_call(&mj.job);
+	if (mj.out.text) {
+		ast_str_append(output, 0, "%s", mj.out.text);
+	}
+}
+
+static struct prometheus_callback metrics_callback = {
+	.name = "pbx_python",
+	.callback_fn = metrics_scrape,
+};
+
+/*
+ * res_prometheus is optional: this module must load (dlopen RTLD_NOW) whether or not it is built
+ * or loaded, so its API is not linked but looked up when we start. The loader dlopens every module
+ * before it starts any, so a weak reference would be resolved too early (before res_prometheus is
+ * mapped); at start it is running if it is loaded at all (.optional_modules: started before us, and
+ * referenced by us so it cannot be unloaded first) and its symbols are global
+ * (AST_MODFLAG_GLOBAL_SYMBOLS).
+ */
+static void (*metrics_unregister_fn)(struct prometheus_callback *callback);
+
+/*! Register the scrape callback when res_prometheus is running. */
+static void metrics_register(void)
+{
+	int (*register_fn)(struct prometheus_callback *callback);
+
+	if (!ast_module_check("res_prometheus.so")) {
+		ast_verb(3, "pbx_python: res_prometheus is not loaded: metrics are not exposed\n");
+		return;
+	}
+	register_fn = (int (*)(struct prometheus_callback *)) dlsym(RTLD_DEFAULT, "prometheus_callback_register");
+	metrics_unregister_fn = (void (*)(struct prometheus_callback *)) dlsym(RTLD_DEFAULT,
+		"prometheus_callback_unregister");
+	if (!register_fn || !metrics_unregister_fn || register_fn(&metrics_callback)) {
+		ast_log(LOG_WARNING, "pbx_python: cannot register the metrics callback with res_prometheus\n");
+		metrics_unregister_fn = NULL;
+		return;
+	}
+	ast_verb(3, "pbx_python: metrics exposed through res_prometheus\n");
+}
+
+static void metrics_unregister(void)
+{
+	/* checked: once res_prometheus has unloaded, its callback list is gone */
+	if (metrics_unregister_fn && ast_module_check("res_prometheus.so")) {
+		metrics_unregister_fn(&metrics_callback);
+	}
+	metrics_unregister_fn = NULL;
+}
+
 /* ---- module callbacks ---- */
 
 /*! Loading the configured Python modules as a job: their code runs on Python's stack too. */
@@ -1702,6 +1782,7 @@ static int load_module(void)
 	 * that fixing the code and 'module reload pbx_python.so' is enough. */
 	load_python_modules(items, n, 0);
 	free_config(items, n);
+	metrics_register();
 	return AST_MODULE_LOAD_SUCCESS;
 }
 
@@ -1736,6 +1817,7 @@ static int unload_module(void)
 		return -1;
 	}
 	shutting_down = 1;
+	metrics_unregister();
 	if (python_started) {
 		pyast_on_shutdown();
 	}
@@ -1765,4 +1847,5 @@ AST_MODULE_INFO(ASTERISK_GPL_KEY, AST_MODFLAG_LOAD_ORDER, "Python dialplan appli
 	.unload = unload_module,
 	.reload = reload_module,
 	.load_pri = AST_MODPRI_DEFAULT,
+	.optional_modules = "res_prometheus",
 );

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 
 from . import asterisk as ast
 from . import config as config_mod
-from . import loader, logbridge, signals
+from . import loader, logbridge, metrics, signals
 from .channel import CallChannel, Channel
 from .values import NUL_MESSAGE, value_bytes
 from .registry import AppSpec, CliSpec, FuncSpec, Registry, Stats
@@ -357,6 +357,21 @@ def on_cli(command: Any, argc: int, argv: Any, out: Any) -> int:
     return res
 
 
+# ---- metrics ----
+
+def on_metrics(out: Any) -> None:
+    """A res_prometheus scrape: every metric held in pbx_python.metrics, as text."""
+    try:
+        text = metrics.render()
+    except BaseException:  # noqa: BLE001 - a broken metric must not break the scrape
+        _log_exception("Metrics", "scrape", None)
+        return
+    if text:
+        buf = _ffi.from_buffer(ast.output(text) + b"\0")
+        out.text = buf
+        _tls.keep = [buf]
+
+
 # ---- load, reload, shutdown ----
 
 def on_load(items: Any, nitems: int, reload: int) -> int:
@@ -464,3 +479,4 @@ def bind(ffi: Any, lib: Any) -> None:
     ffi.def_extern(name="pyast_on_cli", error=2, onerror=onerror)(on_cli)
     ffi.def_extern(name="pyast_on_load", error=-1, onerror=onerror)(on_load)
     ffi.def_extern(name="pyast_on_shutdown", onerror=onerror)(on_shutdown)
+    ffi.def_extern(name="pyast_on_metrics", onerror=onerror)(on_metrics)

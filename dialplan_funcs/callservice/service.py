@@ -16,18 +16,19 @@ values are read with Channel.eval_each() (one C call, values that no content can
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import pbx_python as px
 from pbx_python import asterisk as ast
 
-from . import codec, routing
+from . import codec, events, routing
 from .options import parse_options
 from .settings import Settings, parse_settings
 
@@ -309,6 +310,97 @@ def initservice(chan: Optional[px.Channel], what: str = "") -> str:
     return found.params[_FIELDS[key] - 1]
 
 
+# ---------------------------------------------------------------------------- events, metrics
+
+_sop_states = events.SopStates()      # reset by a module reload (states start UNKNOWN again)
+_metrics = events.CallServiceMetrics()  # the registry keeps its counts across reloads
+
+
+@dataclass
+class _Run:
+    """What the report of one CallService run needs besides its result."""
+    exten: str
+    started: float
+    answered_at: Optional[float] = None
+
+
+_runs = threading.local()
+
+
+def _reported(app: Callable[..., int]) -> Callable[..., int]:
+    """Wrap the CallService application: remember its start, for _report (called by
+    _set_result on every path, with every status)."""
+    @functools.wraps(app)
+    def run(chan: px.Channel, exten: str = "", *args: str) -> int:
+        previous = getattr(_runs, "current", None)
+        _runs.current = _Run(exten, time.monotonic())
+        try:
+            return app(chan, exten, *args)
+        finally:
+            _runs.current = previous
+    return run
+
+
+def _note_answer(dialstatus: str, answered_ms: str) -> None:
+    """After a Dial: when it was answered, the answer's time (Dial returns when the call ends;
+    ANSWEREDTIME_MS is how long it was up)."""
+    run = getattr(_runs, "current", None)
+    if run is not None and dialstatus == "ANSWER" and answered_ms.isdigit():
+        run.answered_at = time.monotonic() - int(answered_ms) / 1000
+
+
+def _watching(chan: px.Channel, the_plan: routing.Plan,
+              dial: Callable[[routing.Step, int], routing.Outcome]
+              ) -> Callable[[routing.Step, int], routing.Outcome]:
+    """``dial`` that reports SOP state changes as soon as each attempt ends; the SOPs the plan
+    skips as known down are reported first."""
+    for step in () if the_plan.error else the_plan.skipped:
+        if step.skip is routing.SkipReason.KNOWN_DOWN:
+            _observe(chan, step.sop, routing.Outcome(routing.Disposition.FAILOVER,
+                                                     step.skip.value, sent=False))
+
+    def watched(step: routing.Step, used: int) -> routing.Outcome:
+        outcome = dial(step, used)
+        _observe(chan, step.sop, outcome)
+        return outcome
+    return watched
+
+
+def _observe(chan: px.Channel, sop: str, outcome: routing.Outcome) -> None:
+    change = _sop_states.observe(sop, outcome)
+    if change is None:
+        return
+    try:
+        local = settings().local_sop
+        px.verbose(f"CallService on {chan.name}: SOP {sop} is now {change.state.value} (was "
+                   f"{change.previous.value}: {change.reason})", 3)
+        ast.manager_event(events.SOP_STATE_EVENT, events.sop_state_event(
+            change, local_sop=local, channel=chan.name, uniqueid=chan.uniqueid))
+    except Exception:  # noqa: BLE001 - reporting never costs the call
+        log.exception("CallService on %s: cannot send %s", chan.name, events.SOP_STATE_EVENT)
+
+
+def _report(chan: px.Channel, status: str, result: routing.RoutingResult) -> None:
+    """The CallServiceResult event and the metrics of one run (never raises: reporting must
+    not cost the call)."""
+    try:
+        run = getattr(_runs, "current", None)
+        now = time.monotonic()
+        setup = None
+        if run is not None:
+            setup = (run.answered_at if status == "ANSWER" and run.answered_at else now) \
+                - run.started
+        _metrics.record(status, result.sop, result.attempts, setup)
+        # name, uniqueid and linkedid come from the identity snapshot: at most one C call
+        ast.manager_event(events.RESULT_EVENT, events.result_event(
+            channel=chan.name, uniqueid=chan.uniqueid, linkedid=chan.linkedid,
+            exten=run.exten if run is not None else "", status=status, sop=result.sop,
+            attempts=result.attempts, setup_time=setup, local_sop=settings().local_sop,
+            error=result.error or ""))
+    except Exception:  # noqa: BLE001
+        log.exception("CallService on %s: cannot report its result", chan.name)
+
+
 # ---------------------------------------------------------------------------- CallService
 
 _PARAM_TEMPLATES = tuple(f"${{CALLSERVICE_PARAM{i}}}" for i in range(1, 5))
@@ -316,6 +408,7 @@ _PARAM_TEMPLATES = tuple(f"${{CALLSERVICE_PARAM{i}}}" for i in range(1, 5))
 
 @px.application("CallService", synopsis=SYNOPSIS, syntax=SYNTAX, arguments=ARGUMENTS,
                 description=DESCRIPTION)
+@_reported
 def call_service(chan: px.Channel, exten: str = "", sop1: str = "", sop2: str = "", p1: str = "",
                  p2: str = "", p3: str = "", p4: str = "", options: str = "",
                  *extra: str) -> int:
@@ -382,7 +475,7 @@ def call_service(chan: px.Channel, exten: str = "", sop1: str = "", sop2: str = 
         if step.skip in _LOGGED_SKIPS:
             px.verbose(f"CallService {exten} on {chan.name}: SOP {step.sop}: {step.skip.value} "
                        "(skipped)", 3)
-    result = routing.run(the_plan, dial, hop, cluster.max_hops)
+    result = routing.run(the_plan, _watching(chan, the_plan, dial), hop, cluster.max_hops)
     skipped = {step.sop for step in the_plan.skipped}
     for attempt in result.attempts:
         if attempt.sop not in skipped and attempt.outcome.label == routing.SkipReason.HOP_LIMIT:
@@ -437,7 +530,11 @@ _LOGGED_SKIPS = (routing.SkipReason.CAME_FROM, routing.SkipReason.VISITED,
 
 
 def _set_result(chan: px.Channel, result: routing.RoutingResult, redirected: bool = False) -> None:
-    chan.set_vars({"CALLSERVICE_STATUS": "REDIRECT" if redirected else result.status.value,
+    status = "REDIRECT" if redirected else result.status.value
+    # reported first: the identity it reads would otherwise flush the assignments below, which
+    # stay deferred to the application's return (one C call fewer)
+    _report(chan, status, result)
+    chan.set_vars({"CALLSERVICE_STATUS": status,
                    "CALLSERVICE_SOP": result.sop or "",
                    "CALLSERVICE_TRIED": result.tried})
 
@@ -505,7 +602,9 @@ def _dial_local(chan: px.Channel, step: routing.Step, exten: str, s: Settings,
     payload = codec.local_leg(meta, params)
     target = routing.dial_string(step, exten, s.cluster, s.service_context)
     chan.exec_app("Dial", f"{target},{_seconds(answer)},b({PREDIAL_CONTEXT}^s^1({payload}))")
-    status, ring, prog = chan.eval_each("${DIALSTATUS}", "${RINGTIME}", "${PROGRESSTIME}")
+    status, ring, prog, answered = chan.eval_each("${DIALSTATUS}", "${RINGTIME}",
+                                                  "${PROGRESSTIME}", "${ANSWEREDTIME_MS}")
+    _note_answer(status, answered)
     if status == "CHANUNAVAIL" and not (ring or prog):
         # The Local channel could not be created or started (or the service is missing).
         exists = chan.eval_each(f"${{DIALPLAN_EXISTS({s.service_context},{exten},1)}}")[0]
@@ -526,8 +625,11 @@ def _dial_remote(chan: px.Channel, step: routing.Step, exten: str, s: Settings,
     started = time.monotonic()
     chan.exec_app("Dial", f"{target},{timeout},b({PREDIAL_CONTEXT}^s^1({payload}))")
     elapsed = time.monotonic() - started
-    status, ring, prog, keys = chan.eval_each("${DIALSTATUS}", "${RINGTIME}", "${PROGRESSTIME}",
-                                              "${HANGUPCAUSE_KEYS()}")
+    status, ring, prog, keys, answered = chan.eval_each("${DIALSTATUS}", "${RINGTIME}",
+                                                        "${PROGRESSTIME}",
+                                                        "${HANGUPCAUSE_KEYS()}",
+                                                        "${ANSWEREDTIME_MS}")
+    _note_answer(status, answered)
     progressed = bool(ring or prog)
     endpoint = s.cluster.endpoint(step.sop)
     name = leg.new_leg(keys, endpoint)

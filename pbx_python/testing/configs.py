@@ -127,9 +127,39 @@ def manager_conf(host: str, port: int = 5038, user: str = "test", secret: str = 
     )
 
 
-def http_conf() -> str:
-    """The built-in HTTP server disabled."""
-    return "[general]\nenabled = no\n"
+#: Port of the built-in HTTP server when a test enables it (on the instance's own address).
+HTTP_PORT = 8088
+PROMETHEUS = "res_prometheus.so"
+
+
+def http_conf(host: str | None = None, port: int = HTTP_PORT) -> str:
+    """The built-in HTTP server: disabled, or enabled on ``host:port`` (loopback only)."""
+    if host is None:
+        return "[general]\nenabled = no\n"
+    require_loopback(host)
+    return f"[general]\nenabled = yes\nbindaddr = {host}\nbindport = {port}\n"
+
+
+def prometheus_conf(uri: str = "metrics") -> str:
+    """res_prometheus enabled at ``/<uri>`` (no authentication: the server is on loopback)."""
+    return f"[general]\nenabled = yes\ncore_metrics_enabled = yes\nuri = {uri}\n"
+
+
+def metrics_configs(host: str, port: int = HTTP_PORT, uri: str = "metrics") -> dict[str, str]:
+    """The files that expose Asterisk's Prometheus metrics at ``http://host:port/uri``: the
+    HTTP server on ``host``, prometheus.conf, and modules.conf loading res_prometheus (which
+    the defaults leave out). For ``configs=``/``extra_configs``."""
+    return {"http.conf": http_conf(host, port), "prometheus.conf": prometheus_conf(uri),
+            "modules.conf": modules_conf(noload=[m for m in NOLOAD_MODULES if m != PROMETHEUS])}
+
+
+def scrape(host: str, port: int = HTTP_PORT, uri: str = "metrics", timeout: float = 5) -> str:
+    """GET ``http://host:port/uri`` (loopback only) and return the body."""
+    import urllib.request
+    require_loopback(host)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
+    with opener.open(f"http://{host}:{port}/{uri}", timeout=timeout) as resp:
+        return resp.read().decode("utf-8", "replace")
 
 
 def pjsip_conf(host: str, port: int = 5060, transport: str = "transport-udp") -> str:

@@ -143,6 +143,20 @@ def test_manager_and_pjsip_bind_host_only() -> None:
     assert "match = 127.0.0.5" in ep and "dtmf_mode = info" in ep
 
 
+def test_metrics_configs_serve_prometheus_on_the_instance_address_only() -> None:
+    files = configs.metrics_configs("127.0.0.9", 18088)
+    assert "enabled = yes" in files["http.conf"]
+    assert "bindaddr = 127.0.0.9" in files["http.conf"] and "bindport = 18088" in files["http.conf"]
+    assert "enabled = yes" in files["prometheus.conf"] and "uri = metrics" in files["prometheus.conf"]
+    assert "res_prometheus" not in files["modules.conf"]
+    assert "noload => chan_alsa.so" in files["modules.conf"]
+    assert "enabled = no" in configs.http_conf()        # the default: no HTTP server
+    with pytest.raises(ValueError):
+        configs.metrics_configs("0.0.0.0")
+    with pytest.raises(ValueError):
+        configs.scrape("10.0.0.1")
+
+
 def test_parse_headers() -> None:
     h = parse_headers(INVITE)
     assert h["X-Test"] == ["hello", "again"]
