@@ -198,6 +198,7 @@ def metric(text: str, name: str, **labels: str) -> str:
     return m.group(1) if m else ""
 
 
+@pytest.mark.asterisk_modules("res_prometheus")
 def test_a_prometheus_scrape_shows_the_callservice_counters_and_setup_histogram(cluster):
     nodes = cluster(metrics=True)
     a = nodes["sopA"]

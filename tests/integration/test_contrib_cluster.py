@@ -17,7 +17,7 @@ from pbx_python.testing.sipp import DTMF_UAC, dtmf_args
 from pbx_python.testing.voicemail import prompts
 from tests.conftest import MODULE_SO, ROOT
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.asterisk_modules("app_voicemail")]
 
 CLUSTER_DIR = ROOT / "contrib" / "cluster"
 HOSTS = {"sopA": "127.0.0.51", "sopB": "127.0.0.52", "sopC": "127.0.0.53"}

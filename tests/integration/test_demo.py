@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.asterisk_modules("app_voicemail")]
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "contrib" / "demo.py"

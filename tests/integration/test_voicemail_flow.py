@@ -26,7 +26,7 @@ from pbx_python.testing.sipp import DTMF_UAC, dtmf_args
 from pbx_python.testing.voicemail import prompts, seed_messages
 from tests.conftest import MODULE_SO, ROOT
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.asterisk_modules("app_voicemail")]
 
 CLUSTER_DIR = ROOT / "contrib" / "cluster"
 SOPS = ("sopA", "sopB", "sopC")
