@@ -501,18 +501,28 @@ def _redirect(chan: px.Channel, exten: str, s: Settings, meta: codec.CallMeta,
 def _dial_local(chan: px.Channel, step: routing.Step, exten: str, s: Settings,
                 meta: codec.CallMeta, params: tuple[str, ...],
                 answer: Optional[float]) -> routing.Outcome:
-    """Deliver into the local service through a Local channel (its outcome comes back)."""
+    """Deliver into the local service through a Local channel; classify its outcome as the same
+    service's end would be classified on a remote SOP (routing.classify_local).
+
+    The Local leg's hangup cause: Local channels send no cause codes, so HANGUPCAUSE_KEYS()
+    never lists them, but when the leg ends by itself Dial copies its cause to the caller's
+    HANGUPCAUSE. It is taken as the leg's when it changed during the Dial (read before and
+    after); an unchanged one may be an earlier call's, and is not used.
+    """
     payload = codec.local_leg(meta, params)
     target = routing.dial_string(step, exten, s.cluster, s.service_context)
+    before = chan.eval_each("${HANGUPCAUSE}")[0]
     chan.exec_app("Dial", f"{target},{_seconds(answer)},b({PREDIAL_CONTEXT}^s^1({payload}))")
-    status, ring, prog = chan.eval_each("${DIALSTATUS}", "${RINGTIME}", "${PROGRESSTIME}")
-    if status == "CHANUNAVAIL" and not (ring or prog):
+    status, ring, prog, after = chan.eval_each("${DIALSTATUS}", "${RINGTIME}", "${PROGRESSTIME}",
+                                               "${HANGUPCAUSE}")
+    cause = after if after != before else None
+    if status == "CHANUNAVAIL" and not (ring or prog) and cause is None:
         # The Local channel could not be created or started (or the service is missing).
         exists = chan.eval_each(f"${{DIALPLAN_EXISTS({s.service_context},{exten},1)}}")[0]
         if exists != "1":
-            return routing.Outcome(routing.Disposition.FAILOVER, "NOTHERE", sent=False)
+            return routing.local_not_here()
         return routing.local_failure()
-    return routing.classify_dial(status, None, None, progressed=bool(ring or prog))
+    return routing.classify_local(status, cause, progressed=bool(ring or prog))
 
 
 def _dial_remote(chan: px.Channel, step: routing.Step, exten: str, s: Settings,
