@@ -468,7 +468,9 @@ def format_tried(attempts: Sequence[Attempt]) -> str:
     """``sop:LABEL`` entries in order, comma-separated, e.g. ``sopB:SIP503,sopC:ANSWER``.
 
     Labels: ANSWER BUSY DECLINED NOANSWER CANCEL DONTCALL TORTURE SIP482 SIP483 (final);
-    UNREACHABLE CONGESTION SIP<code> DIALINVALID UNKNOWN KNOWN_DOWN NOTHERE (node-level);
+    UNREACHABLE CONGESTION SIP<code> DIALINVALID UNKNOWN KNOWN_DOWN NOTHERE (node-level; a
+    local delivery's failures carry the SIP<code> a remote SOP would answer, see classify_local;
+    NOTHERE: option r found no local service extension);
     LOCAL_FAILURE (this node could not place the leg); CAME_FROM VISITED HOP_LIMIT DELIVERED
     (loop refusals). Entries run in slot order up to the attempt that ended the routing;
     EMPTY, DUPLICATE and UNKNOWN_SOP slots are not listed. SOP names and labels never contain

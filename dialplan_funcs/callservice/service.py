@@ -77,6 +77,9 @@ A remote SOP that qualify already marks unreachable is skipped without an INVITE
 is called over its PJSIP trunk with the parameters and routing data in X-CallService headers.
 Node failures (unreachable, no progress in time, 408, 5xx, 404/480 'not here') move on to the
 next SOP; what the extension itself does (answer, busy, no answer, caller hang-up) does not.
+A service ends the same way on the local SOP as on a remote one: its end is classified as the
+SIP response chan_pjsip would send for it (Hangup() 603: BUSY/DECLINED, final; Hangup(21) 403
+and Congestion() 503: next SOP; a missing extension 404: next SOP).
 
 Local failures are not node failures: when this node cannot place the leg itself (no
 outgoing channel could be created or called here: no free RTP port, channel limits, no
@@ -105,7 +108,8 @@ Sets on return:
   CALLSERVICE_TRIED   each SOP tried with its outcome, e.g. sopA:UNREACHABLE,sopB:ANSWER.
                       Final: ANSWER BUSY DECLINED NOANSWER CANCEL DONTCALL TORTURE SIP482
                       SIP483. Node failures (next SOP tried): UNREACHABLE CONGESTION SIP<code>
-                      DIALINVALID UNKNOWN KNOWN_DOWN NOTHERE. This node's own failure (next SOP
+                      DIALINVALID UNKNOWN KNOWN_DOWN NOTHERE (option r: no local service
+                      extension). This node's own failure (next SOP
                       tried, SOP not counted): LOCAL_FAILURE. Refused (loop): CAME_FROM VISITED
                       HOP_LIMIT DELIVERED.
 

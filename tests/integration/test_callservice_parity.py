@@ -37,6 +37,7 @@ CASES = {
     "Congestion()": Case("Congestion(2)", "UNAVAILABLE", "SIP503"),
     "Hangup() after Ringing()": Case("Ringing()\n same => n,Wait(0.3)\n same => n,Hangup()",
                                      "BUSY", "DECLINED"),
+    "Hangup() at once": Case("Hangup()", "BUSY", "DECLINED"),
     "Hangup(21)": Case("Hangup(21)", "UNAVAILABLE", "SIP403"),
     "Hangup(17)": Case("Hangup(17)", "BUSY", "BUSY"),
     "Hangup(19) after ringing": Case("Ringing()\n same => n,Wait(0.3)\n same => n,Hangup(19)",
@@ -109,7 +110,6 @@ def result(nodes, where: str, name: str) -> tuple[str, str, str]:
 def test_a_service_ends_the_same_way_on_a_remote_and_on_the_local_sop(nodes, name):
     case = CASES[name]
     remote, local = result(nodes, "remote", name), result(nodes, "local", name)
-    print(f"{name}: remote {remote} local {local}")
     assert (local[0], local[2]) == (remote[0], remote[2])
     assert (remote[0], remote[2]) == (case.status, case.label)
     final = case.status not in ("UNAVAILABLE",)
