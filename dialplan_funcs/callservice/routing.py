@@ -413,6 +413,17 @@ def classify_local(dialstatus: str, cause: str | int | None, progressed: bool = 
     return classify_dial(status, number, f"SIP {code}", progressed=progressed)
 
 
+def local_leg_cause(before: str | None, after: str | None) -> int | None:
+    """The Local leg's own hangup cause from the caller's HANGUPCAUSE read before and after the
+    Dial, or None. Dial copies a leg's cause to the caller only when the leg ends by itself
+    (not at its answer timeout, not when the caller leaves): an unchanged value may be an
+    earlier leg's and is not used; 0 (none) is no cause."""
+    number = _cause_number(after)
+    if not number or number == _cause_number(before):
+        return None
+    return number
+
+
 def local_not_here() -> Outcome:
     """A local delivery to a service extension that does not exist on this SOP: what a remote
     SOP answers for it (404, a node-level failure: the next SOP is tried). No leg was placed."""

@@ -519,7 +519,7 @@ def _dial_local(chan: px.Channel, step: routing.Step, exten: str, s: Settings,
     chan.exec_app("Dial", f"{target},{_seconds(answer)},b({PREDIAL_CONTEXT}^s^1({payload}))")
     status, ring, prog, after = chan.eval_each("${DIALSTATUS}", "${RINGTIME}", "${PROGRESSTIME}",
                                                "${HANGUPCAUSE}")
-    cause = after if after != before else None
+    cause = routing.local_leg_cause(before, after)
     if status == "CHANUNAVAIL" and not (ring or prog) and cause is None:
         # The Local channel could not be created or started (or the service is missing).
         exists = chan.eval_each(f"${{DIALPLAN_EXISTS({s.service_context},{exten},1)}}")[0]

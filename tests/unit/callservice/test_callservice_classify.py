@@ -3,7 +3,7 @@
 import pytest
 
 from dialplan_funcs.callservice.routing import (Disposition, Status, classify_dial, classify_local,
-                                                local_not_here, sip_code)
+                                                local_leg_cause, local_not_here, sip_code)
 
 
 def final(status, label=None):
@@ -164,3 +164,17 @@ def test_a_missing_local_service_is_what_a_remote_sop_answers_for_it_404_and_no_
     outcome = local_not_here()
     assert (outcome.disposition, outcome.label, outcome.sent) == (Disposition.FAILOVER,
                                                                  "SIP404", False)
+
+
+@pytest.mark.parametrize("before, after, cause", [
+    ("", "21", 21),        # a fresh caller: the leg ended with Hangup(21)
+    ("0", "16", 16),
+    ("21", "16", 16),      # an earlier leg's cause replaced by this leg's
+    ("21", "21", None),    # unchanged: may be the earlier leg's (the answer timeout, a cancel)
+    ("16", "", None),
+    ("34", "0", None),     # Dial set "no cause": nothing to classify by
+    ("", "abc", None),
+])
+def test_the_local_leg_s_cause_is_the_caller_s_hangupcause_when_the_dial_changed_it(before, after,
+                                                                                    cause):
+    assert local_leg_cause(before, after) == cause
