@@ -310,8 +310,8 @@ def skip_outcome(reason: SkipReason) -> Outcome | None:
 _SIP_CODE_RE = re.compile(r"\s*SIP\s+([1-6][0-9]{2})\b")
 SIP_LOOP_DETECTED = 482
 SIP_TOO_MANY_HOPS = 483
-_CAUSE_USER_BUSY = 17
-_CAUSE_CALL_REJECTED = 21
+_SIP_NOT_FOUND = 404       # chan_pjsip's answer when the service extension does not exist
+_SIP_CONGESTION = 503      # chan_pjsip's answer to Congestion() (AST_CONTROL_CONGESTION)
 _DIALSTATUS_FINAL = {
     "ANSWER": Status.ANSWER,
     "BUSY": Status.BUSY,
@@ -358,8 +358,9 @@ def classify_dial(
     node refused the call for a loop, or used the legs max_hops allows: no failover may add
     more); any other 4xx/5xx/6xx -> FAILOVER labelled SIP<code>.
     Without a SIP code: CHANUNAVAIL (no reachable contact, cause 3; progress timeout) ->
-    FAILOVER UNREACHABLE, or DECLINED/BUSY for cause 21 (a local callflow's rejection);
-    CONGESTION -> FAILOVER; BUSY/NOANSWER -> final; INVALIDARGS and unknown -> FAILOVER.
+    FAILOVER UNREACHABLE; CONGESTION -> FAILOVER; BUSY/NOANSWER -> final; INVALIDARGS and
+    unknown -> FAILOVER. The Asterisk cause does not decide a remote leg (its SIP code says
+    what the node answered); a local delivery is classified by ``classify_local``.
     """
     status = (dialstatus or "").strip().upper()
     if status in ("ANSWER", "CANCEL"):
@@ -377,12 +378,7 @@ def classify_dial(
             return _final(Status.LOOP, f"SIP{code}")
         return _failover(f"SIP{code}")
 
-    cause = _cause_number(hangupcause)
     if status == "CHANUNAVAIL":
-        if code is None and cause == _CAUSE_CALL_REJECTED:
-            return _final(Status.BUSY, "DECLINED")
-        if code is None and cause == _CAUSE_USER_BUSY:
-            return _final(Status.BUSY)
         return _failover("UNREACHABLE")
     if status == "CONGESTION":
         return _failover("CONGESTION")
@@ -391,6 +387,47 @@ def classify_dial(
     if status == "INVALIDARGS":
         return _failover("DIALINVALID")
     return _failover("UNKNOWN")
+
+
+def classify_local(dialstatus: str, cause: str | int | None, progressed: bool = False) -> Outcome:
+    """Map the Dial result of a local delivery (Local channel) as ``classify_dial`` maps the same
+    service reached on a remote SOP, so that a service ends the same way wherever it runs.
+
+    A remote service's unanswered end reaches the caller as the SIP response chan_pjsip sends
+    for its hangup cause (``sip_response_for_cause``: Hangup() 603, Hangup(21) 403, Hangup(17)
+    486, Hangup(19) 480, ...); a local one is classified as that response would be.
+    ``cause``: the Local leg's hangup cause when it ended by itself (None or 0 when Dial ended
+    it, e.g. at the answer timeout, or when it is not known). Busy() and Congestion() only
+    indicate: BUSY is final BUSY (486 on the wire), CONGESTION fails over as SIP503.
+    A missing service extension is ``local_not_here()``.
+    """
+    status = (dialstatus or "").strip().upper()
+    if status == "BUSY":
+        return _final(Status.BUSY)
+    if status == "CONGESTION":
+        return _failover(f"SIP{_SIP_CONGESTION}")
+    number = _cause_number(cause)
+    if status in ("ANSWER", "CANCEL") or not number:
+        return classify_dial(status, None, None, progressed=progressed)
+    code = sip_response_for_cause(number)
+    return classify_dial(status, number, f"SIP {code}", progressed=progressed)
+
+
+def local_leg_cause(before: str | None, after: str | None) -> int | None:
+    """The Local leg's own hangup cause from the caller's HANGUPCAUSE read before and after the
+    Dial, or None. Dial copies a leg's cause to the caller only when the leg ends by itself
+    (not at its answer timeout, not when the caller leaves): an unchanged value may be an
+    earlier leg's and is not used; 0 (none) is no cause."""
+    number = _cause_number(after)
+    if not number or number == _cause_number(before):
+        return None
+    return number
+
+
+def local_not_here() -> Outcome:
+    """A local delivery to a service extension that does not exist on this SOP: what a remote
+    SOP answers for it (404, a node-level failure: the next SOP is tried). No leg was placed."""
+    return Outcome(Disposition.FAILOVER, f"SIP{_SIP_NOT_FOUND}", sent=False)
 
 
 def never_sent(dialstatus: str, tech_cause: str | None, progressed: bool, elapsed: float,
@@ -442,7 +479,9 @@ def format_tried(attempts: Sequence[Attempt]) -> str:
     """``sop:LABEL`` entries in order, comma-separated, e.g. ``sopB:SIP503,sopC:ANSWER``.
 
     Labels: ANSWER BUSY DECLINED NOANSWER CANCEL DONTCALL TORTURE SIP482 SIP483 (final);
-    UNREACHABLE CONGESTION SIP<code> DIALINVALID UNKNOWN KNOWN_DOWN NOTHERE (node-level);
+    UNREACHABLE CONGESTION SIP<code> DIALINVALID UNKNOWN KNOWN_DOWN NOTHERE (node-level; a
+    local delivery's failures carry the SIP<code> a remote SOP would answer, see classify_local;
+    NOTHERE: option r found no local service extension);
     LOCAL_FAILURE (this node could not place the leg); CAME_FROM VISITED HOP_LIMIT DELIVERED
     (loop refusals). Entries run in slot order up to the attempt that ended the routing;
     EMPTY, DUPLICATE and UNKNOWN_SOP slots are not listed. SOP names and labels never contain

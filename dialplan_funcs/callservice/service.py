@@ -78,6 +78,9 @@ A remote SOP that qualify already marks unreachable is skipped without an INVITE
 is called over its PJSIP trunk with the parameters and routing data in X-CallService headers.
 Node failures (unreachable, no progress in time, 408, 5xx, 404/480 'not here') move on to the
 next SOP; what the extension itself does (answer, busy, no answer, caller hang-up) does not.
+A service ends the same way on the local SOP as on a remote one: its end is classified as the
+SIP response chan_pjsip would send for it (Hangup() 603: BUSY/DECLINED, final; Hangup(21) 403
+and Congestion() 503: next SOP; a missing extension 404: next SOP).
 
 Local failures are not node failures: when this node cannot place the leg itself (no
 outgoing channel could be created or called here: no free RTP port, channel limits, no
@@ -106,7 +109,8 @@ Sets on return:
   CALLSERVICE_TRIED   each SOP tried with its outcome, e.g. sopA:UNREACHABLE,sopB:ANSWER.
                       Final: ANSWER BUSY DECLINED NOANSWER CANCEL DONTCALL TORTURE SIP482
                       SIP483. Node failures (next SOP tried): UNREACHABLE CONGESTION SIP<code>
-                      DIALINVALID UNKNOWN KNOWN_DOWN NOTHERE. This node's own failure (next SOP
+                      DIALINVALID UNKNOWN KNOWN_DOWN NOTHERE (option r: no local service
+                      extension). This node's own failure (next SOP
                       tried, SOP not counted): LOCAL_FAILURE. Refused (loop): CAME_FROM VISITED
                       HOP_LIMIT DELIVERED.
 
@@ -598,20 +602,29 @@ def _redirect(chan: px.Channel, exten: str, s: Settings, meta: codec.CallMeta,
 def _dial_local(chan: px.Channel, step: routing.Step, exten: str, s: Settings,
                 meta: codec.CallMeta, params: tuple[str, ...],
                 answer: Optional[float]) -> routing.Outcome:
-    """Deliver into the local service through a Local channel (its outcome comes back)."""
+    """Deliver into the local service through a Local channel; classify its outcome as the same
+    service's end would be classified on a remote SOP (routing.classify_local).
+
+    The Local leg's hangup cause: Local channels send no cause codes, so HANGUPCAUSE_KEYS()
+    never lists them, but when the leg ends by itself Dial copies its cause to the caller's
+    HANGUPCAUSE. It is taken as the leg's when it changed during the Dial (read before and
+    after); an unchanged one may be an earlier call's, and is not used.
+    """
     payload = codec.local_leg(meta, params)
     target = routing.dial_string(step, exten, s.cluster, s.service_context)
+    before = chan.eval_each("${HANGUPCAUSE}")[0]
     chan.exec_app("Dial", f"{target},{_seconds(answer)},b({PREDIAL_CONTEXT}^s^1({payload}))")
-    status, ring, prog, answered = chan.eval_each("${DIALSTATUS}", "${RINGTIME}",
-                                                  "${PROGRESSTIME}", "${ANSWEREDTIME_MS}")
+    status, ring, prog, after, answered = chan.eval_each(
+        "${DIALSTATUS}", "${RINGTIME}", "${PROGRESSTIME}", "${HANGUPCAUSE}", "${ANSWEREDTIME_MS}")
     _note_answer(status, answered)
-    if status == "CHANUNAVAIL" and not (ring or prog):
+    cause = routing.local_leg_cause(before, after)
+    if status == "CHANUNAVAIL" and not (ring or prog) and cause is None:
         # The Local channel could not be created or started (or the service is missing).
         exists = chan.eval_each(f"${{DIALPLAN_EXISTS({s.service_context},{exten},1)}}")[0]
         if exists != "1":
-            return routing.Outcome(routing.Disposition.FAILOVER, "NOTHERE", sent=False)
+            return routing.local_not_here()
         return routing.local_failure()
-    return routing.classify_dial(status, None, None, progressed=bool(ring or prog))
+    return routing.classify_local(status, cause, progressed=bool(ring or prog))
 
 
 def _dial_remote(chan: px.Channel, step: routing.Step, exten: str, s: Settings,

@@ -2,7 +2,8 @@
 
 import pytest
 
-from dialplan_funcs.callservice.routing import Disposition, Status, classify_dial, sip_code
+from dialplan_funcs.callservice.routing import (Disposition, Status, classify_dial, classify_local,
+                                                local_leg_cause, local_not_here, sip_code)
 
 
 def final(status, label=None):
@@ -27,7 +28,7 @@ def result(*args, **kwargs):
     ("CHANUNAVAIL", 3, None, failover("UNREACHABLE")),    # no reachable contact: cause 3
     ("CHANUNAVAIL", None, None, failover("UNREACHABLE")),  # progress timeout
     ("CONGESTION", 34, None, failover("CONGESTION")),
-    ("CHANUNAVAIL", 21, None, final(Status.BUSY, "DECLINED")),  # local callflow rejected
+    ("CHANUNAVAIL", 21, None, failover("UNREACHABLE")),  # no SIP code: the cause decides nothing
     ("DONTCALL", None, None, final(Status.BUSY, "DONTCALL")),
     ("TORTURE", None, None, final(Status.BUSY, "TORTURE")),
     ("INVALIDARGS", None, None, failover("DIALINVALID")),
@@ -80,10 +81,6 @@ def test_503_after_ringing_still_fails_over():
     assert result("CONGESTION", 34, "SIP 503", progressed=True) == failover("SIP503")
 
 
-def test_hangupcause_as_string_is_accepted():
-    assert result("CHANUNAVAIL", "21", None) == final(Status.BUSY, "DECLINED")
-
-
 def test_non_numeric_hangupcause_is_ignored():
     assert result("CHANUNAVAIL", "abc", "") == failover("UNREACHABLE")
 
@@ -115,3 +112,69 @@ def test_loop_detected_and_too_many_hops_are_final_loop_never_failover(dialstatu
     # The next node refused for a loop, or used the legs max_hops allows downstream: another
     # SOP would only add legs.
     assert result(dialstatus, cause, tech, progressed=progressed) == final(Status.LOOP, label)
+
+
+# ---------------------------------------------------------------------------- local delivery
+
+def local(*args, **kwargs):
+    o = classify_local(*args, **kwargs)
+    return (o.disposition, o.status, o.label)
+
+
+@pytest.mark.parametrize("how, dialstatus, cause, progressed, expected", [
+    # How a service ends, what Dial on the Local channel reports, and the result a remote SOP
+    # gives for the same service (the SIP response chan_pjsip sends for it).
+    ("answer", "ANSWER", "16", False, final(Status.ANSWER)),
+    ("Busy()", "BUSY", None, False, final(Status.BUSY)),                      # 486
+    ("Hangup(17)", "BUSY", "17", False, final(Status.BUSY)),                  # 486
+    ("Congestion()", "CONGESTION", None, False, failover("SIP503")),          # 503
+    ("Hangup(34)", "CONGESTION", "34", False, failover("SIP503")),            # 503
+    ("Hangup() after Ringing()", "NOANSWER", "16", True, final(Status.BUSY, "DECLINED")),  # 603
+    ("Hangup() at once", "NOANSWER", "16", False, final(Status.BUSY, "DECLINED")),         # 603
+    ("Hangup(21)", "CHANUNAVAIL", "21", False, failover("SIP403")),           # 403
+    ("Hangup(21) after Ringing()", "CHANUNAVAIL", "21", True, failover("SIP403")),
+    ("Hangup(19) after Ringing()", "NOANSWER", "19", True, final(Status.NOANSWER)),  # 480
+    ("Hangup(19) at once", "NOANSWER", "19", False, failover("SIP480")),      # 480: not here
+    ("Hangup(1)", "CHANUNAVAIL", "1", False, failover("SIP404")),             # 404
+    ("Hangup(18) at once", "CHANUNAVAIL", "18", False, failover("SIP408")),   # 408
+    ("Hangup(38)", "CHANUNAVAIL", "38", False, failover("SIP500")),           # 500
+    ("ringing until T()", "NOANSWER", None, True, final(Status.NOANSWER)),    # Dial ended it
+    ("caller hung up", "CANCEL", "16", True, final(Status.CANCEL)),
+])
+def test_a_local_service_ends_as_the_same_service_on_a_remote_sop(how, dialstatus, cause,
+                                                                   progressed, expected):
+    assert local(dialstatus, cause, progressed=progressed) == expected
+
+
+@pytest.mark.parametrize("cause", [None, "", "0", 0, "abc"])
+def test_a_local_leg_without_a_cause_of_its_own_is_classified_by_dialstatus(cause):
+    assert local("NOANSWER", cause, progressed=True) == final(Status.NOANSWER)
+    assert local("CHANUNAVAIL", cause) == failover("UNREACHABLE")
+
+
+def test_local_hangupcause_as_int_or_string_is_the_same():
+    assert local("CHANUNAVAIL", 21) == local("CHANUNAVAIL", " 21 ") == failover("SIP403")
+
+
+def test_a_local_outcome_counts_as_delivered():
+    assert classify_local("NOANSWER", "16").sent
+
+
+def test_a_missing_local_service_is_what_a_remote_sop_answers_for_it_404_and_no_leg():
+    outcome = local_not_here()
+    assert (outcome.disposition, outcome.label, outcome.sent) == (Disposition.FAILOVER,
+                                                                 "SIP404", False)
+
+
+@pytest.mark.parametrize("before, after, cause", [
+    ("", "21", 21),        # a fresh caller: the leg ended with Hangup(21)
+    ("0", "16", 16),
+    ("21", "16", 16),      # an earlier leg's cause replaced by this leg's
+    ("21", "21", None),    # unchanged: may be the earlier leg's (the answer timeout, a cancel)
+    ("16", "", None),
+    ("34", "0", None),     # Dial set "no cause": nothing to classify by
+    ("", "abc", None),
+])
+def test_the_local_leg_s_cause_is_the_caller_s_hangupcause_when_the_dial_changed_it(before, after,
+                                                                                    cause):
+    assert local_leg_cause(before, after) == cause
