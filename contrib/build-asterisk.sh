@@ -121,7 +121,14 @@ ENABLE=(
   res_pjsip_mwi_body_generator res_pjsip_geolocation res_geolocation res_pjsip_aoc
   app_voicemail res_adsi res_smdi res_prometheus chan_iax2 app_directory app_sayunixtime
 )
-MODULE_SET=$(printf '%s\n' "${ENABLE[@]}" "flavor=$FLAVOR" | sha1sum | cut -c1-12)
+# Fixes for Asterisk bugs our tests hit (each file says which and why), applied to both trees.
+PATCH_DIR=$(cd "$(dirname "$0")" && pwd)/asterisk-patches
+PATCHES=()
+if [ -d "$PATCH_DIR" ]; then
+    while IFS= read -r f; do PATCHES+=("$f"); done < <(ls "$PATCH_DIR"/*.patch 2>/dev/null | sort)
+fi
+MODULE_SET=$( { printf '%s\n' "${ENABLE[@]}" "flavor=$FLAVOR"; [ ${#PATCHES[@]} -eq 0 ] || cat "${PATCHES[@]}"; } \
+              | sha1sum | cut -c1-12)
 
 if [ "$(id -u)" = 0 ] && [ ! -f "$SRC_LIST" ]; then ensure_apt; fi
 VERSION=$(pick_version)
@@ -167,6 +174,11 @@ if [ "$FLAVOR" = asan ]; then
     SRCDIR=$ASANDIR
 fi
 cd "$SRCDIR"
+for p in "${PATCHES[@]}"; do
+    if patch -p1 -R -s -f --dry-run < "$p" >/dev/null 2>&1; then continue; fi   # already applied
+    log "applying $(basename "$p")"
+    patch -p1 -N -s < "$p" >&2 || { log "cannot apply $p to $SRCDIR"; exit 1; }
+done
 
 # pjproject: the source package carries it as the Xpjproject component; make the tarball the
 # bundled build expects and point the externals cache at it (as debian/rules does). Both trees
@@ -225,6 +237,7 @@ fi
     echo "build_seconds=$(( $(date +%s) - T0 ))"
     echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "module_set=$MODULE_SET"
+    echo "patches=$(for p in "${PATCHES[@]}"; do basename "$p"; done | tr '\n' ' ')"
 } > "$PREFIX/.pbx-python-build-info"
 echo "$MODULE_SET" > "$STAMP"
 log "done in $(( $(date +%s) - T0 ))s: $PREFIX"
