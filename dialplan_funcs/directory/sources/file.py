@@ -7,9 +7,10 @@ dir): one entry a line.
     _6XXX                    sopC      -           vm_context=default
 
 ``;`` or ``#`` start a comment (outside quotes); ``-`` means no secondary; blank lines are
-ignored. In a quoted value, ``\\"`` is a quote and ``\\\\`` a backslash. Every problem is
-reported with its line number; a file with any problem is not used at all (the directory in
-service stays), never a part of it.
+ignored. The file is UTF-8 (a leading BOM is ignored); lines end with LF or CRLF. In a quoted
+value, ``\\"`` is a quote and ``\\\\`` a backslash. Every problem is reported with its line
+number; a file with any problem is not used at all (the directory in service stays), never a
+part of it.
 """
 from __future__ import annotations
 
@@ -76,7 +77,10 @@ def parse(text: str) -> Table:
     entries: list[Entry] = []
     lines: dict[str, int] = {}
     errors: list[str] = []
-    for number, line in enumerate(text.splitlines(), 1):
+    # lines end at LF (CRLF too) only: str.splitlines() would also break at form feeds, NEL,
+    # U+2028... inside a value, and every line number after them would be wrong
+    for number, line in enumerate(text.split("\n"), 1):
+        line = line.removesuffix("\r")
         try:
             tokens = _tokens(line)
             if not tokens:
@@ -138,7 +142,7 @@ class FileSource:
                 data = f.read(MAX_FILE_BYTES + 1)
             if len(data) > MAX_FILE_BYTES:
                 raise TableError([f"the file is larger than {MAX_FILE_BYTES} bytes"])
-            table = parse(data.decode("utf-8"))
+            table = parse(data.decode("utf-8-sig"))   # a BOM (Windows editors) is not text
         except (OSError, UnicodeDecodeError, TableError) as exc:
             problems = exc.errors if isinstance(exc, TableError) else [_describe(exc)]
             with self._lock:

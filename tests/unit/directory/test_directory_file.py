@@ -122,3 +122,22 @@ def test_file_that_is_not_utf8_is_an_error(tmp_path):
     src = source_for(path)
     src.start(lambda table: None)
     assert "not UTF-8" in src.status().last_error
+
+
+def test_crlf_line_endings_read_like_lf():
+    t = parse('4711 sopA sopB name="Marie"\r\n_5XXX sopB -\r\n')
+    assert (t.lookup("4711").attrs["name"], t.lookup("5000").primary) == ("Marie", "sopB")
+
+
+def test_form_feed_or_nel_in_a_value_does_not_shift_the_line_numbers():
+    errors = errors_of('4711 sopA - name="a\x0cb\x85c"\n4712\n')
+    assert [e.split(":")[0] for e in errors] == ["line 2"]
+
+
+def test_file_saved_with_a_utf8_bom_loads(tmp_path):
+    path = tmp_path / "dir.conf"
+    path.write_bytes("\ufeff4711 sopA sopB name=Zoé\n".encode("utf-8"))
+    published = []
+    src = source_for(path)
+    src.start(published.append)
+    assert (src.status().last_error, published[0].lookup("4711").attrs["name"]) == ("", "Zoé")
