@@ -3,6 +3,7 @@ snapshot, the reconnection backoff, and what its status shows of the DSN."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import pytest
@@ -83,6 +84,13 @@ def test_a_snapshot_is_replaced_whole(tmp_path):
     ('{"format": 99, "written_at": 1.0, "entries": []}', "not a pbx_python directory snapshot"),
     ('{"format": 1, "written_at": 1.0, "entries": [{"pattern": "1", "primary": "bad sop"}]}',
      "bad entries"),
+    ('{"format": 1, "written_at": 1.0, "entries": ' + "[" * 100000 + "]" * 100000 + "}",
+     "unreadable"),
+    ('{"format": 1, "written_at": Infinity, "entries": []}', "no valid written_at"),
+    ('{"format": 1, "written_at": NaN, "entries": []}', "no valid written_at"),
+    ('{"format": 1, "written_at": 1e300, "entries": []}', "no valid written_at"),
+    ('{"format": 1, "written_at": -5, "entries": []}', "no valid written_at"),
+    ('{"format": 1, "written_at": true, "entries": []}', "no valid written_at"),
 ])
 def test_an_unusable_snapshot_says_why(tmp_path, content, message):
     path = tmp_path / "directory.json"
@@ -122,3 +130,20 @@ def test_the_status_shows_the_dsn_without_its_password(tmp_path):
     assert st.source == "postgresql"
     assert "s3cret" not in st.location and "host=127.0.0.1 dbname=pbx user=pbx" in st.location
     assert st.entries == 0 and st.loaded_at is None
+
+
+@pytest.mark.parametrize("content", [
+    '{"format": 1, "written_at": 1e300, "entries": [{"pattern": "1", "primary": "sopA"}]}',
+    '{"format": 1, "written_at": 1.0, "entries": ' + "[" * 100000 + "]" * 100000 + "}",
+])
+def test_a_corrupted_snapshot_at_start_is_logged_and_not_served(tmp_path, caplog, content):
+    path = tmp_path / "directory.json"
+    path.write_text(content)
+    source = PostgresSource(parse_settings([("source", "postgresql"), ("dsn", "host=x"),
+                                            ("snapshot", str(path))], "/etc", "/var"))
+    published = []
+    source._publish = published.append
+    with caplog.at_level(logging.WARNING):
+        source._load_snapshot()     # what start() does before its thread: must not raise
+    assert published == [] and "not used" in caplog.text
+    assert source.status().detail == "no snapshot yet, waiting for the database"

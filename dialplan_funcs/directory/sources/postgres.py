@@ -46,6 +46,7 @@ DEBOUNCE = 0.1               # seconds to gather more notifications before reloa
 POLL = 0.5                   # longest wait without checking for stop()
 START_WAIT = 1.5             # start() waits this long for the first load from the database
 SNAPSHOT_FORMAT = 1
+MAX_SNAPSHOT_TIME = 253402300799.0   # 9999-12-31 23:59:59 UTC: later is not a real write time
 
 #: Connection parameters added to the administrator's DSN: bounded waits on a dead network.
 CONNECT_KWARGS: Mapping[str, Any] = {
@@ -151,15 +152,17 @@ def read_snapshot(path: Path) -> tuple[Table, float]:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SnapshotError(f"no snapshot at {path}") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:   # RecursionError: nested too deep
         raise SnapshotError(f"snapshot {path} is unreadable: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") != SNAPSHOT_FORMAT \
             or not isinstance(doc.get("entries"), list):
         raise SnapshotError(f"snapshot {path} is not a pbx_python directory snapshot "
                             f"(format {SNAPSHOT_FORMAT})")
     written = doc.get("written_at")
-    if not isinstance(written, (int, float)):
-        raise SnapshotError(f"snapshot {path} has no written_at time")
+    # a time the status and the log can show (JSON also reads Infinity, NaN, 1e300, true)
+    if isinstance(written, bool) or not isinstance(written, (int, float)) \
+            or not 0 <= written <= MAX_SNAPSHOT_TIME:
+        raise SnapshotError(f"snapshot {path} has no valid written_at time")
     rows = []
     for item in doc["entries"]:
         if not isinstance(item, dict):
