@@ -196,29 +196,39 @@ def show_directory(argv: list[str]) -> str:
         return _show_extension(args[0])
     now = time.time()
     lines = [f"Source:      {st.source}",
-             f"Location:    {st.location}",
+             f"Location:    {_shown(st.location)}",
              f"Entries:     {st.entries}",
              f"Loaded:      " + (f"{_when(st.loaded_at)} ({_age(now - st.loaded_at)} ago)"
                                  if st.loaded_at else "never (the directory is empty)"),
-             f"Last error:  " + (f"{_when(st.last_error_at)}: {st.last_error}"
+             f"Last error:  " + (f"{_when(st.last_error_at)}: {_shown(st.last_error)}"
                                  if st.last_error else "none")]
     if st.detail:
-        lines.append(f"Detail:      {st.detail}")
+        lines.append(f"Detail:      {_shown(st.detail)}")
     return "\n".join(lines) + "\n"
 
 
 def _show_extension(exten: str) -> str:
     entry = lookup(exten)
     if entry is None:
-        return f"{exten}: not in the directory\n"
-    lines = [f"Extension:   {exten}",
+        return f"{_shown(exten)}: not in the directory\n"
+    lines = [f"Extension:   {_shown(exten)}",
              f"Entry:       {entry.pattern} ({'pattern' if entry.is_pattern else 'exact'})",
              f"Primary:     {entry.primary}",
              f"Secondary:   {entry.secondary or '(none)'}"]
     if entry.attrs:
         lines.append("Attributes:")
-        lines += [f"  {name} = {value}" for name, value in entry.attrs.items()]
+        lines += [f"  {name} = {_shown(value)}" for name, value in entry.attrs.items()]
     return "\n".join(lines) + "\n"
+
+
+# C0 and C1 controls and DEL: an attribute value (from the file or the database) holding ESC
+# sequences would otherwise drive the operator's terminal (clear it, fake lines, retitle it).
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _shown(text: str) -> str:
+    """``text`` for the console: control characters as escapes (\\x1b), nothing else changed."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
 
 def _when(stamp: float) -> str:

@@ -124,3 +124,25 @@ def test_field_values_of_an_entry(field, value):
                                           ("name", "")])
 def test_field_values_of_an_extension_not_in_the_directory(field, value):
     assert generation().field_value(None, field) == value
+
+
+def test_cli_shows_control_characters_of_a_value_as_escapes_not_raw(tmp_path):
+    # an ESC sequence in a value must not reach the operator's terminal (clear screen, colours)
+    path = tmp_path / "d.conf"
+    path.write_text('4711 sopA - name="\x1b[2J\x1b[31mfake\x07" note="a\tb"\n')
+    one = generation()
+    load(one, path)
+    shown = one.show_directory(["callservice", "show", "directory", "4711"])
+    assert "  name = \\x1b[2J\\x1b[31mfake\\x07" in shown and "  note = a\\x09b" in shown
+    assert not any(ord(c) < 32 and c != "\n" for c in shown)
+    assert one.lookup("4711").attrs["name"] == "\x1b[2J\x1b[31mfake\x07"   # the value itself
+
+
+def test_cli_shows_control_characters_of_the_last_error_as_escapes(tmp_path):
+    path = tmp_path / "d.conf"
+    path.write_text("4711 sopA -\n")
+    one = generation()
+    load(one, path)
+    one._source._error, one._source._error_at = "bad\x1b]0;owned\x07", 1.0
+    shown = one.show_directory(["callservice", "show", "directory"])
+    assert "bad\\x1b]0;owned\\x07" in shown and "\x1b" not in shown
