@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -60,6 +61,30 @@ def redact_dsn(dsn: str) -> str:
     """A libpq connection string (key=value or URI) with the password shown as ***."""
     text = _PASSWORD_RE.sub(r"\1***", dsn)
     return _URI_PASSWORD_RE.sub(r"\1:***@", text)
+
+
+def redact_error(message: str, dsn: str) -> str:
+    """An error message about ``dsn`` with any password of the DSN, whole or any blank-separated
+    part of it, raw or percent-decoded, shown as *** (libpq quotes pieces of a malformed DSN)."""
+    secrets: set[str] = set()
+    for m in _PASSWORD_RE.finditer(dsn):
+        value = m.group(2)
+        if value.startswith("'"):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        secrets.add(value)
+    m = re.match(r"postgres(?:ql)?://[^:/@]*:([^@]*)@", dsn, re.IGNORECASE)
+    if m:
+        secrets.add(m.group(1))
+    secrets |= {urllib.parse.unquote(s) for s in secrets}
+    secrets |= {part for s in secrets for part in s.split()}
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 3:        # shorter is no secret, and would garble the message
+            message = message.replace(secret, "***")
+    # what a malformed password= leaves after its first blank ("password=se cret": "cret")
+    for m in re.finditer(r"password\s*=\s*\S*\s+(\S+)", dsn, re.IGNORECASE):
+        if len(m.group(1)) >= 3 and "=" not in m.group(1):
+            message = message.replace(m.group(1), "***")
+    return message
 
 
 def parse_settings(pairs: Iterable[tuple[str, str]], config_dir: str,

@@ -147,3 +147,16 @@ def test_a_corrupted_snapshot_at_start_is_logged_and_not_served(tmp_path, caplog
         source._load_snapshot()     # what start() does before its thread: must not raise
     assert published == [] and "not used" in caplog.text
     assert source.status().detail == "no snapshot yet, waiting for the database"
+
+
+def test_a_malformed_dsn_never_puts_its_password_in_the_log_or_the_status(tmp_path, caplog):
+    # a '%' left unencoded in a URI password: libpq's error quotes the whole password
+    dsn = "postgresql://pbx:s3cr%et@127.0.0.1:1/pbx"
+    source = PostgresSource(parse_settings([("source", "postgresql"), ("dsn", dsn),
+                                            ("snapshot", str(tmp_path / "d.json"))], "/e", "/v"))
+    with caplog.at_level(logging.DEBUG):
+        source.start(lambda table: None)
+        source.stop()
+    st = source.status()
+    assert "percent-encoded" in st.last_error and "percent-encoded" in caplog.text
+    assert "s3cr" not in st.last_error + st.detail + st.location + caplog.text

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..settings import DirectorySettings
+from ..settings import DirectorySettings, redact_error
 from ..table import Entry, Table, TableError
 from . import SourceStatus
 
@@ -364,7 +364,8 @@ class PostgresSource:
             log.info("PostgreSQL directory %s: %d entries loaded", self.location, self._entries)
 
     def _went_down(self, exc: BaseException) -> None:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+        # libpq quotes pieces of a malformed DSN in its errors: never log or show its password
+        reason = redact_error(" ".join(str(exc).split()), self.dsn) or type(exc).__name__
         what = failure_kind(exc)
         self._last_error = f"{what}: {reason}"
         self._last_error_at = time.time()
