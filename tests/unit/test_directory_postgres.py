@@ -160,3 +160,56 @@ def test_a_malformed_dsn_never_puts_its_password_in_the_log_or_the_status(tmp_pa
     st = source.status()
     assert "percent-encoded" in st.last_error and "percent-encoded" in caplog.text
     assert "s3cr" not in st.last_error + st.detail + st.location + caplog.text
+
+
+class _Rows:
+    """A connection whose every query returns ``rows`` (what _reload reads)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def execute(self, query):
+        return self
+
+    def fetchall(self):
+        return self.rows
+
+
+def _source(tmp_path, snapshot=None) -> PostgresSource:
+    source = PostgresSource(parse_settings(
+        [("source", "postgresql"), ("dsn", "host=x"),
+         ("snapshot", str(snapshot or tmp_path / "d.json"))], "/e", "/v"))
+    source._publish = lambda table: None
+    return source
+
+
+def test_a_reload_refused_for_many_bad_rows_logs_the_first_twenty_and_a_count(tmp_path, caplog):
+    source = _source(tmp_path)
+    with caplog.at_level(logging.ERROR):
+        source._reload(_Rows([(str(1000 + i), "bad sop", "", {}) for i in range(5000)]), "notify")
+    assert "row 1019:" in caplog.text and "row 1020:" not in caplog.text
+    assert "... and 4980 more problems" in caplog.text and len(caplog.text) < 5000
+    assert source.status().last_error.endswith("... and 4980 more problems")
+
+
+def test_the_same_refused_rows_are_logged_once_not_on_every_refresh(tmp_path, caplog):
+    source = _source(tmp_path)
+    bad = _Rows([("4711", "sopA", "", {"pin": 1234})])
+    with caplog.at_level(logging.ERROR):
+        for why in ("notify", "refresh", "refresh"):
+            source._reload(bad, why)
+    assert caplog.text.count("refused") == 1
+    source._reload(_Rows([("4711", "sopA", "", {})]), "notify")   # fixed: a new error logs again
+    with caplog.at_level(logging.ERROR):
+        source._reload(bad, "notify")
+    assert caplog.text.count("refused") == 2
+
+
+def test_an_unwritable_snapshot_is_logged_once_not_on_every_reload(tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    source = _source(tmp_path, snapshot=blocker / "d.json")      # its directory is a file
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            source._reload(_Rows([("4711", "sopA", "", {})]), "refresh")
+    assert caplog.text.count("cannot write the snapshot") == 1

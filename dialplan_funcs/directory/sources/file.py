@@ -21,7 +21,7 @@ from typing import Optional
 
 from ..settings import DirectorySettings
 from ..table import Entry, Table, TableError, entry_problem, pattern_key
-from . import Publish, SourceStatus
+from . import Publish, SourceStatus, shown_problems
 
 log = logging.getLogger("directory")
 
@@ -144,7 +144,8 @@ class FileSource:
                 raise TableError([f"the file is larger than {MAX_FILE_BYTES} bytes"])
             table = parse(data.decode("utf-8-sig"))   # a BOM (Windows editors) is not text
         except (OSError, UnicodeDecodeError, TableError) as exc:
-            problems = exc.errors if isinstance(exc, TableError) else [_describe(exc)]
+            problems = shown_problems(exc.errors) if isinstance(exc, TableError) \
+                else [_describe(exc)]
             with self._lock:
                 self._error = "; ".join(problems)
                 self._error_at = time.time()

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..settings import DirectorySettings, redact_error
 from ..table import Entry, Table, TableError
-from . import SourceStatus
+from . import SourceStatus, shown_problems
 
 log = logging.getLogger("directory.postgresql")
 
@@ -225,6 +225,7 @@ class PostgresSource:
         self._detail = "starting"
         self._down = False        # the "unreachable" WARNING was logged, not yet the recovery
         self._serving_snapshot_of: float | None = None
+        self._snapshot_error = ""  # the last failure to write the snapshot (logged once)
 
     # -- Source protocol --------------------------------------------------------------------
 
@@ -335,12 +336,15 @@ class PostgresSource:
         try:
             table = rows_to_table(rows)
         except RowsError as exc:
-            errors = exc.errors
-            self._last_error = f"reload refused: {'; '.join(errors)}"
+            problems = "; ".join(shown_problems(exc.errors))
+            error = f"reload refused: {problems}"
+            # logged once: the same bad rows are refused again on every refresh and NOTIFY
+            repeated = error == self._last_error
+            self._last_error = error
             self._last_error_at = now
-            log.error("PostgreSQL directory %s: reload (%s) refused, the previous directory "
-                      "stays in service (%d entries): %s", self.location, why, self._entries,
-                      "; ".join(errors))
+            (log.debug if repeated else log.error)(
+                "PostgreSQL directory %s: reload (%s) refused, the previous directory stays in "
+                "service (%d entries): %s", self.location, why, self._entries, problems)
             return
         self._serve(table, now)
         self._serving_snapshot_of = None
@@ -349,9 +353,12 @@ class PostgresSource:
         log.debug("PostgreSQL directory: %d entries loaded (%s)", len(table), why)
         try:
             write_snapshot(self.snapshot, table, self.location, now)
+            self._snapshot_error = ""
         except OSError as exc:
-            log.warning("PostgreSQL directory: cannot write the snapshot %s: %s",
-                        self.snapshot, exc)
+            if str(exc) != self._snapshot_error:    # once, not on every reload
+                log.warning("PostgreSQL directory: cannot write the snapshot %s: %s",
+                            self.snapshot, exc)
+            self._snapshot_error = str(exc)
 
     def _came_up(self) -> None:
         self._detail = "connected, listening"

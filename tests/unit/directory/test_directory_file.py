@@ -141,3 +141,14 @@ def test_file_saved_with_a_utf8_bom_loads(tmp_path):
     src = source_for(path)
     src.start(published.append)
     assert (src.status().last_error, published[0].lookup("4711").attrs["name"]) == ("", "Zoé")
+
+
+def test_a_file_of_many_bad_lines_logs_the_first_twenty_and_a_count(tmp_path, caplog):
+    path = tmp_path / "dir.conf"
+    path.write_text("".join(f"{1000 + i} bad@sop -\n" for i in range(5000)))
+    src = source_for(path)
+    with caplog.at_level(logging.ERROR, logger="directory"):
+        src.start(lambda table: None)
+    assert "line 20:" in caplog.text and "line 21:" not in caplog.text
+    assert "... and 4980 more problems" in caplog.text and len(caplog.text) < 5000
+    assert src.status().last_error.endswith("... and 4980 more problems")
