@@ -15,6 +15,8 @@ part of it.
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 import time
 from typing import Optional
@@ -138,8 +140,7 @@ class FileSource:
 
     def start(self, publish: Publish) -> None:
         try:
-            with open(self.path, "rb") as f:
-                data = f.read(MAX_FILE_BYTES + 1)
+            data = _read(self.path)
             if len(data) > MAX_FILE_BYTES:
                 raise TableError([f"the file is larger than {MAX_FILE_BYTES} bytes"])
             table = parse(data.decode("utf-8-sig"))   # a BOM (Windows editors) is not text
@@ -165,6 +166,16 @@ class FileSource:
         with self._lock:
             return SourceStatus("file", self.path, self._entries, self._loaded_at, self._error,
                                 self._error_at)
+
+
+def _read(path: str) -> bytes:
+    """The file's bytes (at most MAX_FILE_BYTES + 1). Opened without blocking and refused unless
+    it is a regular file: a FIFO (or a device) at the path would hang or flood 'module reload'."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise TableError(["it is not a regular file"])
+        return f.read(MAX_FILE_BYTES + 1)
 
 
 def _describe(exc: BaseException) -> str:

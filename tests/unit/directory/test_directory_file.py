@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 
 import pytest
 
@@ -152,3 +154,24 @@ def test_a_file_of_many_bad_lines_logs_the_first_twenty_and_a_count(tmp_path, ca
     assert "line 20:" in caplog.text and "line 21:" not in caplog.text
     assert "... and 4980 more problems" in caplog.text and len(caplog.text) < 5000
     assert src.status().last_error.endswith("... and 4980 more problems")
+
+
+def test_a_fifo_at_the_path_is_an_error_not_a_hang(tmp_path):
+    path = tmp_path / "dir.conf"
+    os.mkfifo(path)                 # nobody writes: open() would wait for a writer for ever
+    published = []
+    src = source_for(path)
+    worker = threading.Thread(target=src.start, args=(published.append,), daemon=True)
+    worker.start()
+    worker.join(5)
+    assert not worker.is_alive() and published == []
+    assert "not a regular file" in src.status().last_error
+
+
+def test_a_symlink_to_the_file_is_followed(tmp_path):
+    real = tmp_path / "real.conf"
+    real.write_text(SAMPLE)
+    (tmp_path / "dir.conf").symlink_to(real)
+    published = []
+    source_for(tmp_path / "dir.conf").start(published.append)
+    assert len(published[0]) == 3
