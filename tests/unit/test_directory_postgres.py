@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 
 import pytest
 
@@ -213,3 +214,49 @@ def test_an_unwritable_snapshot_is_logged_once_not_on_every_reload(tmp_path, cap
         for _ in range(3):
             source._reload(_Rows([("4711", "sopA", "", {})]), "refresh")
     assert caplog.text.count("cannot write the snapshot") == 1
+
+
+class _StormConn(_Rows):
+    """A connection in a storm of changes: a notification is always waiting; each load of the
+    table takes ``cost`` seconds. Records how long the source gathers before each reload."""
+
+    closed = False
+
+    def __init__(self, source, rows, cost):
+        super().__init__(rows)
+        self.source, self.cost, self.gathers = source, cost, []
+
+    def execute(self, query):
+        if query.startswith("SELECT"):
+            time.sleep(self.cost)
+        return self
+
+    def notifies(self, timeout=None, stop_after=None):
+        if stop_after == 1:
+            yield "NOTIFY"                      # the next change is already there
+            return
+        self.gathers.append(timeout)
+        if len(self.gathers) == 2:
+            self.source._stop.set()
+
+    def close(self):
+        self.closed = True
+
+
+def test_in_a_storm_of_changes_the_next_reload_waits_as_long_as_the_last_took(tmp_path,
+                                                                             monkeypatch):
+    import psycopg
+    source = _source(tmp_path)
+    conn = _StormConn(source, [("4711", "sopA", "", {})], cost=0.4)
+    monkeypatch.setattr(psycopg, "connect", lambda *args, **kwargs: conn)
+    source._session()
+    assert len(conn.gathers) == 2 and all(g >= 0.4 for g in conn.gathers)   # not 0.1
+
+
+def test_a_quick_reload_still_gathers_a_burst_for_a_tenth_of_a_second(tmp_path, monkeypatch):
+    import psycopg
+    source = _source(tmp_path)
+    conn = _StormConn(source, [("4711", "sopA", "", {})], cost=0.0)
+    monkeypatch.setattr(psycopg, "connect", lambda *args, **kwargs: conn)
+    source._session()
+    assert len(conn.gathers) == 2 and all(0.1 <= g < 0.4 for g in conn.gathers)

@@ -4,7 +4,8 @@ Every node keeps the whole directory in memory; lookups never touch the network.
 owns the database connection: it connects, LISTENs on ``cluster_directory`` (the trigger of
 contrib/directory/schema.sql notifies on every change), loads the table, publishes it and writes
 it to a JSON snapshot on disk (temp file + rename). It then reloads fully on each notification
-(notifications arriving together cause one reload) and every ``refresh`` seconds.
+(notifications arriving together cause one reload; in a storm of changes the next reload waits
+as long as the last one took, at most MAX_GATHER) and every ``refresh`` seconds.
 
 When the database cannot be reached the node keeps serving the table it has (or, at start, the
 snapshot it last wrote) and logs that ONCE as a WARNING; the thread retries with a backoff capped
@@ -43,6 +44,7 @@ STATEMENT_TIMEOUT_MS = 5000  # a load that takes longer is treated as a failure
 FIRST_BACKOFF = 0.25         # seconds before the first retry after a failure
 MAX_BACKOFF = 2.0            # retries never wait longer, so a recovery is seen within ~2 s
 DEBOUNCE = 0.1               # seconds to gather more notifications before reloading
+MAX_GATHER = 2.0             # at most this long, however long the last reload took
 POLL = 0.5                   # longest wait without checking for stop()
 START_WAIT = 1.5             # start() waits this long for the first load from the database
 SNAPSHOT_FORMAT = 1
@@ -226,6 +228,7 @@ class PostgresSource:
         self._down = False        # the "unreachable" WARNING was logged, not yet the recovery
         self._serving_snapshot_of: float | None = None
         self._snapshot_error = ""  # the last failure to write the snapshot (logged once)
+        self._reload_cost = 0.0    # seconds the last reload took (query, table, snapshot)
 
     # -- Source protocol --------------------------------------------------------------------
 
@@ -322,7 +325,10 @@ class PostgresSource:
             if self._stop.is_set():
                 return
             if notified:
-                for _ in conn.notifies(timeout=DEBOUNCE):   # gather a burst into one reload
+                # gather a burst into one reload; in a storm of changes, wait as long as the
+                # last reload took (a large table), so reloads take at most half of the time
+                gather = min(max(DEBOUNCE, self._reload_cost), MAX_GATHER)
+                for _ in conn.notifies(timeout=gather):
                     pass
                 self._reload(conn, "notify")
                 next_full = time.monotonic() + self.refresh
@@ -331,6 +337,13 @@ class PostgresSource:
                 next_full = time.monotonic() + self.refresh
 
     def _reload(self, conn: Any, why: str) -> None:
+        started = time.monotonic()
+        try:
+            self._load(conn, why)
+        finally:
+            self._reload_cost = time.monotonic() - started
+
+    def _load(self, conn: Any, why: str) -> None:
         rows = conn.execute(QUERY).fetchall()
         now = time.time()
         try:
