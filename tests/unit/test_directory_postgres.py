@@ -260,3 +260,12 @@ def test_a_quick_reload_still_gathers_a_burst_for_a_tenth_of_a_second(tmp_path, 
     monkeypatch.setattr(psycopg, "connect", lambda *args, **kwargs: conn)
     source._session()
     assert len(conn.gathers) == 2 and all(0.1 <= g < 0.4 for g in conn.gathers)
+
+
+def test_a_snapshot_with_many_bad_entries_names_twenty_and_counts_the_rest(tmp_path):
+    path = tmp_path / "directory.json"
+    path.write_text(json.dumps({"format": 1, "written_at": 1.0, "entries": [
+        {"pattern": str(1000 + i), "primary": "bad sop"} for i in range(5000)]}))
+    with pytest.raises(SnapshotError) as err:
+        read_snapshot(path)
+    assert str(err.value).endswith("... and 4980 more problems") and len(str(err.value)) < 5000

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import reprlib
 import tempfile
 import threading
 import time
@@ -168,13 +169,14 @@ def read_snapshot(path: Path) -> tuple[Table, float]:
     rows = []
     for item in doc["entries"]:
         if not isinstance(item, dict):
-            raise SnapshotError(f"snapshot {path}: entry {item!r} is not an object")
+            raise SnapshotError(f"snapshot {path}: entry {reprlib.repr(item)} is not an object")
         rows.append((item.get("pattern"), item.get("primary"), item.get("secondary"),
                      item.get("attrs")))
     try:
         return rows_to_table(rows), float(written)
     except RowsError as exc:
-        raise SnapshotError(f"snapshot {path} has bad entries: {exc}") from None
+        raise SnapshotError(f"snapshot {path} has bad entries: "
+                            f"{'; '.join(shown_problems(exc.errors))}") from None
 
 
 def backoff_delays(first: float = FIRST_BACKOFF, cap: float = MAX_BACKOFF) -> Iterator[float]:
