@@ -153,8 +153,9 @@ def get_extension_info(chan: Optional[px.Channel], exten: str = "", field: str =
         raise px.DialplanError(f"GETEXTENSIONINFO: {len(extra)} argument(s) too many: {SYNTAX}")
     exten, field = exten.strip(), field.strip()
     if field and not _FIELD_RE.fullmatch(field):
-        raise px.DialplanError(f"GETEXTENSIONINFO({exten},{field}): the field is not primary, "
-                               "secondary, found, pattern or an attribute name (A-Z a-z 0-9 _)")
+        raise px.DialplanError(f"GETEXTENSIONINFO({_shown(exten)},{_shown(field)}): the field is "
+                               "not primary, secondary, found, pattern or an attribute name "
+                               "(A-Z a-z 0-9 _)")
     entry = lookup(exten) if exten else None
     return field_value(entry, field)
 

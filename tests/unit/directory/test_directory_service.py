@@ -146,3 +146,11 @@ def test_cli_shows_control_characters_of_the_last_error_as_escapes(tmp_path):
     one._source._error, one._source._error_at = "bad\x1b]0;owned\x07", 1.0
     shown = one.show_directory(["callservice", "show", "directory"])
     assert "bad\\x1b]0;owned\\x07" in shown and "\x1b" not in shown
+
+
+def test_a_bad_field_is_reported_with_control_characters_as_escapes(tmp_path):
+    # the extension often comes from the caller (${EXTEN}): its ESC bytes must not reach the log
+    one = generation()
+    with pytest.raises(Exception) as err:
+        one.get_extension_info(None, "47\x1b[2J11", "na\x1bme")
+    assert "GETEXTENSIONINFO(47\\x1b[2J11,na\\x1bme)" in str(err.value)
