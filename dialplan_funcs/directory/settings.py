@@ -4,7 +4,8 @@
     file      the directory file; relative paths are taken from Asterisk's config dir
               (astetcdir). Default: cluster_directory.conf
     dsn       libpq connection string (postgresql; required then)
-    refresh   seconds between full reloads from PostgreSQL (besides NOTIFY), default 30
+    refresh   seconds between full reloads from PostgreSQL (besides NOTIFY), default 30,
+              from 1 to 86400
     snapshot  where the PostgreSQL snapshot is kept; relative paths are taken from Asterisk's
               data dir (astdatadir). Default: <astdatadir>/pbx_python/directory.json
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 SOURCES = ("file", "postgresql")
 DEFAULT_FILE = "cluster_directory.conf"
 DEFAULT_REFRESH = 30.0
+MIN_REFRESH = 1.0
 MAX_REFRESH = 86400.0
 DEFAULT_SNAPSHOT = os.path.join("pbx_python", "directory.json")
 _KEYS = ("source", "file", "dsn", "refresh", "snapshot")
@@ -111,10 +113,12 @@ def parse_settings(pairs: Iterable[tuple[str, str]], config_dir: str,
     refresh = DEFAULT_REFRESH
     if "refresh" in values:
         raw = values["refresh"]
-        if not _SECONDS_RE.fullmatch(raw) or not 0 < float(raw) <= MAX_REFRESH \
+        # at least a second: each full reload reads the whole table and rewrites the snapshot
+        # (a typo like 0.03 would reload 30 times a second, for ever)
+        if not _SECONDS_RE.fullmatch(raw) or not MIN_REFRESH <= float(raw) <= MAX_REFRESH \
                 or not math.isfinite(float(raw)):
-            errors.append(f"refresh {raw!r} must be a number of seconds above 0 and at most "
-                          f"{MAX_REFRESH:g}")
+            errors.append(f"refresh {raw!r} must be a number of seconds from {MIN_REFRESH:g} "
+                          f"to {MAX_REFRESH:g}")
         else:
             refresh = float(raw)
     snapshot = values.get("snapshot", "") or DEFAULT_SNAPSHOT

@@ -71,3 +71,14 @@ def test_an_error_about_the_dsn_never_shows_its_password(dsn, message, secret):
 def test_an_error_without_the_password_is_unchanged():
     message = 'connection to server at "127.0.0.1", port 1 failed: Connection refused'
     assert redact_error(message, "host=127.0.0.1 port=1 password=secret") == message
+
+
+@pytest.mark.parametrize("refresh", ["0.03", "0.5", "0", "86401", "1e3", "nan"])
+def test_a_refresh_below_a_second_or_above_a_day_is_refused(refresh):
+    with pytest.raises(DirectorySettingsError, match="from 1 to 86400"):
+        parse(("source", "postgresql"), ("dsn", "host=h"), ("refresh", refresh))
+
+
+@pytest.mark.parametrize("refresh, seconds", [("1", 1.0), ("2.5", 2.5), ("86400", 86400.0)])
+def test_a_refresh_from_a_second_to_a_day_is_taken(refresh, seconds):
+    assert parse(("source", "postgresql"), ("dsn", "host=h"), ("refresh", refresh)).refresh == seconds
