@@ -42,26 +42,28 @@ def _holder() -> types.ModuleType:
         holder = types.ModuleType(_HOLDER_NAME, "pbx_python's cluster directory in service")
         holder.lock = threading.Lock()
         holder.current = (_EMPTY, None, None)    # (table, loaded_at, owning source)
+        holder.rollback = None                    # what a reload in progress may give back
         holder = sys.modules.setdefault(_HOLDER_NAME, holder)
     return holder
 
 
-# This generation's source, and what was in service before it took over (for a rollback).
+# This generation's source. What was in service before it took over is kept in the holder
+# (``holder.rollback``) only until the reload is decided: a rollback gives it back; the
+# generation it replaced clears it when it stops (a 100 000-entry table is ~70 MB).
 _source: Optional[Source] = None
 _settings: Optional[DirectorySettings] = None
-_previous: Optional[tuple] = None
 
 
 @px.on_load
 def start(config: px.Config) -> None:
     """Read [directory], build the source, take over the holder and load the first table."""
-    global _source, _settings, _previous
+    global _source, _settings
     config_dir, data_dir = ast.directories() if ast.bound() else (os.getcwd(), os.getcwd())
     _settings = parse_settings(config.section("directory"), config_dir, data_dir)
     source = make_source(_settings)
     holder = _holder()
     with holder.lock:
-        _previous = holder.current
+        holder.rollback = holder.current
         table, loaded_at, _ = holder.current
         holder.current = (table, loaded_at, source)   # the old table stays until a publish
     _source = source
@@ -86,12 +88,15 @@ def stop(reason: str) -> None:
         return
     holder = _holder()
     with holder.lock:
+        previous = getattr(holder, "rollback", None)
         if holder.current[2] is source:
-            if reason in ("rollback", "failed") and _previous is not None:
-                holder.current = _previous          # the generation still in service keeps it
+            if reason in ("rollback", "failed") and previous is not None:
+                holder.current = previous           # the generation still in service keeps it
             elif reason != "shutdown":
                 # a reload without this package: nobody owns the directory any more
                 holder.current = (_EMPTY, None, None)
+        if reason == "reload":
+            holder.rollback = None      # this generation was replaced: its table can go
     source.stop()
 
 

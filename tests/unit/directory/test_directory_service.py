@@ -3,8 +3,10 @@ GETEXTENSIONINFO's fields. Runs outside Asterisk: a reload is simulated by impor
 module again, as pbx_python's loader does."""
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
+import weakref
 
 import pytest
 
@@ -98,6 +100,21 @@ def test_rolled_back_reload_gives_the_directory_back_to_the_generation_in_servic
     two.stop("rollback")
     assert one.lookup("4711").primary == "sopA"
     assert one.status().entries == 2
+
+
+def test_after_a_reload_the_replaced_table_is_not_kept_in_memory(tmp_path):
+    # a 100 000-entry table is ~70 MB: the new generation must not keep the old one for ever
+    path = tmp_path / "d.conf"
+    path.write_text(GOOD)
+    one = generation()
+    load(one, path)
+    old_table = weakref.ref(sys.modules["_pbx_python_directory_live"].current[0])
+    path.write_text("4711 sopC -\n")
+    two = generation()
+    load(two, path)
+    one.stop("reload")                      # what pbx_python does once the reload succeeded
+    gc.collect()
+    assert old_table() is None and two.lookup("4711").primary == "sopC"
 
 
 def test_reload_without_the_directory_module_leaves_no_directory(tmp_path):
