@@ -81,4 +81,5 @@ def test_a_refresh_below_a_second_or_above_a_day_is_refused(refresh):
 
 @pytest.mark.parametrize("refresh, seconds", [("1", 1.0), ("2.5", 2.5), ("86400", 86400.0)])
 def test_a_refresh_from_a_second_to_a_day_is_taken(refresh, seconds):
-    assert parse(("source", "postgresql"), ("dsn", "host=h"), ("refresh", refresh)).refresh == seconds
+    s = parse(("source", "postgresql"), ("dsn", "host=h"), ("refresh", refresh))
+    assert s.refresh == seconds
