@@ -42,26 +42,28 @@ def _holder() -> types.ModuleType:
         holder = types.ModuleType(_HOLDER_NAME, "pbx_python's cluster directory in service")
         holder.lock = threading.Lock()
         holder.current = (_EMPTY, None, None)    # (table, loaded_at, owning source)
+        holder.rollback = None                    # what a reload in progress may give back
         holder = sys.modules.setdefault(_HOLDER_NAME, holder)
     return holder
 
 
-# This generation's source, and what was in service before it took over (for a rollback).
+# This generation's source. What was in service before it took over is kept in the holder
+# (``holder.rollback``) only until the reload is decided: a rollback gives it back; the
+# generation it replaced clears it when it stops (a 100 000-entry table is ~70 MB).
 _source: Optional[Source] = None
 _settings: Optional[DirectorySettings] = None
-_previous: Optional[tuple] = None
 
 
 @px.on_load
 def start(config: px.Config) -> None:
     """Read [directory], build the source, take over the holder and load the first table."""
-    global _source, _settings, _previous
+    global _source, _settings
     config_dir, data_dir = ast.directories() if ast.bound() else (os.getcwd(), os.getcwd())
     _settings = parse_settings(config.section("directory"), config_dir, data_dir)
     source = make_source(_settings)
     holder = _holder()
     with holder.lock:
-        _previous = holder.current
+        holder.rollback = holder.current
         table, loaded_at, _ = holder.current
         holder.current = (table, loaded_at, source)   # the old table stays until a publish
     _source = source
@@ -86,12 +88,15 @@ def stop(reason: str) -> None:
         return
     holder = _holder()
     with holder.lock:
+        previous = getattr(holder, "rollback", None)
         if holder.current[2] is source:
-            if reason in ("rollback", "failed") and _previous is not None:
-                holder.current = _previous          # the generation still in service keeps it
+            if reason in ("rollback", "failed") and previous is not None:
+                holder.current = previous           # the generation still in service keeps it
             elif reason != "shutdown":
                 # a reload without this package: nobody owns the directory any more
                 holder.current = (_EMPTY, None, None)
+        if reason == "reload":
+            holder.rollback = None      # this generation was replaced: its table can go
     source.stop()
 
 
@@ -153,8 +158,9 @@ def get_extension_info(chan: Optional[px.Channel], exten: str = "", field: str =
         raise px.DialplanError(f"GETEXTENSIONINFO: {len(extra)} argument(s) too many: {SYNTAX}")
     exten, field = exten.strip(), field.strip()
     if field and not _FIELD_RE.fullmatch(field):
-        raise px.DialplanError(f"GETEXTENSIONINFO({exten},{field}): the field is not primary, "
-                               "secondary, found, pattern or an attribute name (A-Z a-z 0-9 _)")
+        raise px.DialplanError(f"GETEXTENSIONINFO({_shown(exten)},{_shown(field)}): the field is "
+                               "not primary, secondary, found, pattern or an attribute name "
+                               "(A-Z a-z 0-9 _)")
     entry = lookup(exten) if exten else None
     return field_value(entry, field)
 
@@ -196,29 +202,39 @@ def show_directory(argv: list[str]) -> str:
         return _show_extension(args[0])
     now = time.time()
     lines = [f"Source:      {st.source}",
-             f"Location:    {st.location}",
+             f"Location:    {_shown(st.location)}",
              f"Entries:     {st.entries}",
              f"Loaded:      " + (f"{_when(st.loaded_at)} ({_age(now - st.loaded_at)} ago)"
                                  if st.loaded_at else "never (the directory is empty)"),
-             f"Last error:  " + (f"{_when(st.last_error_at)}: {st.last_error}"
+             f"Last error:  " + (f"{_when(st.last_error_at)}: {_shown(st.last_error)}"
                                  if st.last_error else "none")]
     if st.detail:
-        lines.append(f"Detail:      {st.detail}")
+        lines.append(f"Detail:      {_shown(st.detail)}")
     return "\n".join(lines) + "\n"
 
 
 def _show_extension(exten: str) -> str:
     entry = lookup(exten)
     if entry is None:
-        return f"{exten}: not in the directory\n"
-    lines = [f"Extension:   {exten}",
+        return f"{_shown(exten)}: not in the directory\n"
+    lines = [f"Extension:   {_shown(exten)}",
              f"Entry:       {entry.pattern} ({'pattern' if entry.is_pattern else 'exact'})",
              f"Primary:     {entry.primary}",
              f"Secondary:   {entry.secondary or '(none)'}"]
     if entry.attrs:
         lines.append("Attributes:")
-        lines += [f"  {name} = {value}" for name, value in entry.attrs.items()]
+        lines += [f"  {name} = {_shown(value)}" for name, value in entry.attrs.items()]
     return "\n".join(lines) + "\n"
+
+
+# C0 and C1 controls and DEL: an attribute value (from the file or the database) holding ESC
+# sequences would otherwise drive the operator's terminal (clear it, fake lines, retitle it).
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _shown(text: str) -> str:
+    """``text`` for the console: control characters as escapes (\\x1b), nothing else changed."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
 
 def _when(stamp: float) -> str:

@@ -4,7 +4,8 @@
     file      the directory file; relative paths are taken from Asterisk's config dir
               (astetcdir). Default: cluster_directory.conf
     dsn       libpq connection string (postgresql; required then)
-    refresh   seconds between full reloads from PostgreSQL (besides NOTIFY), default 30
+    refresh   seconds between full reloads from PostgreSQL (besides NOTIFY), default 30,
+              from 1 to 86400
     snapshot  where the PostgreSQL snapshot is kept; relative paths are taken from Asterisk's
               data dir (astdatadir). Default: <astdatadir>/pbx_python/directory.json
 
@@ -16,12 +17,14 @@ from __future__ import annotations
 import math
 import os
 import re
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 SOURCES = ("file", "postgresql")
 DEFAULT_FILE = "cluster_directory.conf"
 DEFAULT_REFRESH = 30.0
+MIN_REFRESH = 1.0
 MAX_REFRESH = 86400.0
 DEFAULT_SNAPSHOT = os.path.join("pbx_python", "directory.json")
 _KEYS = ("source", "file", "dsn", "refresh", "snapshot")
@@ -62,6 +65,30 @@ def redact_dsn(dsn: str) -> str:
     return _URI_PASSWORD_RE.sub(r"\1:***@", text)
 
 
+def redact_error(message: str, dsn: str) -> str:
+    """An error message about ``dsn`` with any password of the DSN, whole or any blank-separated
+    part of it, raw or percent-decoded, shown as *** (libpq quotes pieces of a malformed DSN)."""
+    secrets: set[str] = set()
+    for m in _PASSWORD_RE.finditer(dsn):
+        value = m.group(2)
+        if value.startswith("'"):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        secrets.add(value)
+    m = re.match(r"postgres(?:ql)?://[^:/@]*:([^@]*)@", dsn, re.IGNORECASE)
+    if m:
+        secrets.add(m.group(1))
+    secrets |= {urllib.parse.unquote(s) for s in secrets}
+    secrets |= {part for s in secrets for part in s.split()}
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 3:        # shorter is no secret, and would garble the message
+            message = message.replace(secret, "***")
+    # what a malformed password= leaves after its first blank ("password=se cret": "cret")
+    for m in re.finditer(r"password\s*=\s*\S*\s+(\S+)", dsn, re.IGNORECASE):
+        if len(m.group(1)) >= 3 and "=" not in m.group(1):
+            message = message.replace(m.group(1), "***")
+    return message
+
+
 def parse_settings(pairs: Iterable[tuple[str, str]], config_dir: str,
                    data_dir: str) -> DirectorySettings:
     """Validate the section's (key, value) pairs; paths made absolute against Asterisk's
@@ -86,10 +113,12 @@ def parse_settings(pairs: Iterable[tuple[str, str]], config_dir: str,
     refresh = DEFAULT_REFRESH
     if "refresh" in values:
         raw = values["refresh"]
-        if not _SECONDS_RE.fullmatch(raw) or not 0 < float(raw) <= MAX_REFRESH \
+        # at least a second: each full reload reads the whole table and rewrites the snapshot
+        # (a typo like 0.03 would reload 30 times a second, for ever)
+        if not _SECONDS_RE.fullmatch(raw) or not MIN_REFRESH <= float(raw) <= MAX_REFRESH \
                 or not math.isfinite(float(raw)):
-            errors.append(f"refresh {raw!r} must be a number of seconds above 0 and at most "
-                          f"{MAX_REFRESH:g}")
+            errors.append(f"refresh {raw!r} must be a number of seconds from {MIN_REFRESH:g} "
+                          f"to {MAX_REFRESH:g}")
         else:
             refresh = float(raw)
     snapshot = values.get("snapshot", "") or DEFAULT_SNAPSHOT

@@ -9,7 +9,7 @@ import pytest
 
 from pbx_python.testing.cluster import ClusterSpec, start_cluster, wait_qualified
 from dialplan_funcs.directory.table import Entry, Table, TableError
-from tests.conftest import MODULE_SO
+from tests.conftest import MODULE_SO, pbx_python_conf
 from tests.integration.test_callservice import pick_hosts
 
 pytestmark = pytest.mark.integration
@@ -303,3 +303,21 @@ def test_show_directory_and_show_sops_work_side_by_side(cs_cluster):
     directory = nodes["sopA"].cli("callservice show directory")
     assert re.search(r"^sopB\s+remote", sops, re.M)
     assert re.search(r"^Entries:\s+2$", directory, re.M)
+
+
+def test_a_reload_rolled_back_by_another_module_keeps_the_old_directory(node):
+    # the directory loads its new file, then another listed module fails: the whole reload is
+    # undone, and the directory in service is the one from before the reload
+    ast = node()
+    ast.write_config(FILE, DIRECTORY.replace("4711                     sopA      sopB",
+                                             "4711                     sopC      sopA"))
+    ast.write_config("pbx_python.conf", pbx_python_conf(
+        ("dialplan_funcs.directory", "no_such_module_for_this_test"),
+        extra_sections=directory_conf()))
+    ast.cli("module reload pbx_python.so")
+    assert ast.eval_function("GETEXTENSIONINFO(4711)") == "sopA,sopB"
+    assert re.search(r"^Entries:\s+4$", ast.cli("callservice show directory"), re.M)
+    ast.write_config("pbx_python.conf", pbx_python_conf(("dialplan_funcs.directory",),
+                                                        extra_sections=directory_conf()))
+    reload(ast)                             # the next good reload takes the new file
+    assert ast.eval_function("GETEXTENSIONINFO(4711)") == "sopC,sopA"

@@ -3,7 +3,9 @@ snapshot, the reconnection backoff, and what its status shows of the DSN."""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 
 import pytest
 
@@ -83,6 +85,13 @@ def test_a_snapshot_is_replaced_whole(tmp_path):
     ('{"format": 99, "written_at": 1.0, "entries": []}', "not a pbx_python directory snapshot"),
     ('{"format": 1, "written_at": 1.0, "entries": [{"pattern": "1", "primary": "bad sop"}]}',
      "bad entries"),
+    ('{"format": 1, "written_at": 1.0, "entries": ' + "[" * 100000 + "]" * 100000 + "}",
+     "unreadable"),
+    ('{"format": 1, "written_at": Infinity, "entries": []}', "no valid written_at"),
+    ('{"format": 1, "written_at": NaN, "entries": []}', "no valid written_at"),
+    ('{"format": 1, "written_at": 1e300, "entries": []}', "no valid written_at"),
+    ('{"format": 1, "written_at": -5, "entries": []}', "no valid written_at"),
+    ('{"format": 1, "written_at": true, "entries": []}', "no valid written_at"),
 ])
 def test_an_unusable_snapshot_says_why(tmp_path, content, message):
     path = tmp_path / "directory.json"
@@ -122,3 +131,141 @@ def test_the_status_shows_the_dsn_without_its_password(tmp_path):
     assert st.source == "postgresql"
     assert "s3cret" not in st.location and "host=127.0.0.1 dbname=pbx user=pbx" in st.location
     assert st.entries == 0 and st.loaded_at is None
+
+
+@pytest.mark.parametrize("content", [
+    '{"format": 1, "written_at": 1e300, "entries": [{"pattern": "1", "primary": "sopA"}]}',
+    '{"format": 1, "written_at": 1.0, "entries": ' + "[" * 100000 + "]" * 100000 + "}",
+])
+def test_a_corrupted_snapshot_at_start_is_logged_and_not_served(tmp_path, caplog, content):
+    path = tmp_path / "directory.json"
+    path.write_text(content)
+    source = PostgresSource(parse_settings([("source", "postgresql"), ("dsn", "host=x"),
+                                            ("snapshot", str(path))], "/etc", "/var"))
+    published = []
+    source._publish = published.append
+    with caplog.at_level(logging.WARNING):
+        source._load_snapshot()     # what start() does before its thread: must not raise
+    assert published == [] and "not used" in caplog.text
+    assert source.status().detail == "no snapshot yet, waiting for the database"
+
+
+def test_a_malformed_dsn_never_puts_its_password_in_the_log_or_the_status(tmp_path, caplog):
+    # a '%' left unencoded in a URI password: libpq's error quotes the whole password
+    dsn = "postgresql://pbx:s3cr%et@127.0.0.1:1/pbx"
+    source = PostgresSource(parse_settings([("source", "postgresql"), ("dsn", dsn),
+                                            ("snapshot", str(tmp_path / "d.json"))], "/e", "/v"))
+    with caplog.at_level(logging.DEBUG):
+        source.start(lambda table: None)
+        source.stop()
+    st = source.status()
+    assert "percent-encoded" in st.last_error and "percent-encoded" in caplog.text
+    assert "s3cr" not in st.last_error + st.detail + st.location + caplog.text
+
+
+class _Rows:
+    """A connection whose every query returns ``rows`` (what _reload reads)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def execute(self, query):
+        return self
+
+    def fetchall(self):
+        return self.rows
+
+
+def _source(tmp_path, snapshot=None) -> PostgresSource:
+    source = PostgresSource(parse_settings(
+        [("source", "postgresql"), ("dsn", "host=x"),
+         ("snapshot", str(snapshot or tmp_path / "d.json"))], "/e", "/v"))
+    source._publish = lambda table: None
+    return source
+
+
+def test_a_reload_refused_for_many_bad_rows_logs_the_first_twenty_and_a_count(tmp_path, caplog):
+    source = _source(tmp_path)
+    with caplog.at_level(logging.ERROR):
+        source._reload(_Rows([(str(1000 + i), "bad sop", "", {}) for i in range(5000)]), "notify")
+    assert "row 1019:" in caplog.text and "row 1020:" not in caplog.text
+    assert "... and 4980 more problems" in caplog.text and len(caplog.text) < 5000
+    assert source.status().last_error.endswith("... and 4980 more problems")
+
+
+def test_the_same_refused_rows_are_logged_once_not_on_every_refresh(tmp_path, caplog):
+    source = _source(tmp_path)
+    bad = _Rows([("4711", "sopA", "", {"pin": 1234})])
+    with caplog.at_level(logging.ERROR):
+        for why in ("notify", "refresh", "refresh"):
+            source._reload(bad, why)
+    assert caplog.text.count("refused") == 1
+    source._reload(_Rows([("4711", "sopA", "", {})]), "notify")   # fixed: a new error logs again
+    with caplog.at_level(logging.ERROR):
+        source._reload(bad, "notify")
+    assert caplog.text.count("refused") == 2
+
+
+def test_an_unwritable_snapshot_is_logged_once_not_on_every_reload(tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    source = _source(tmp_path, snapshot=blocker / "d.json")      # its directory is a file
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            source._reload(_Rows([("4711", "sopA", "", {})]), "refresh")
+    assert caplog.text.count("cannot write the snapshot") == 1
+
+
+class _StormConn(_Rows):
+    """A connection in a storm of changes: a notification is always waiting; each load of the
+    table takes ``cost`` seconds. Records how long the source gathers before each reload."""
+
+    closed = False
+
+    def __init__(self, source, rows, cost):
+        super().__init__(rows)
+        self.source, self.cost, self.gathers = source, cost, []
+
+    def execute(self, query):
+        if query.startswith("SELECT"):
+            time.sleep(self.cost)
+        return self
+
+    def notifies(self, timeout=None, stop_after=None):
+        if stop_after == 1:
+            yield "NOTIFY"                      # the next change is already there
+            return
+        self.gathers.append(timeout)
+        if len(self.gathers) == 2:
+            self.source._stop.set()
+
+    def close(self):
+        self.closed = True
+
+
+def test_in_a_storm_of_changes_the_next_reload_waits_as_long_as_the_last_took(tmp_path,
+                                                                             monkeypatch):
+    import psycopg
+    source = _source(tmp_path)
+    conn = _StormConn(source, [("4711", "sopA", "", {})], cost=0.4)
+    monkeypatch.setattr(psycopg, "connect", lambda *args, **kwargs: conn)
+    source._session()
+    assert len(conn.gathers) == 2 and all(g >= 0.4 for g in conn.gathers)   # not 0.1
+
+
+def test_a_quick_reload_still_gathers_a_burst_for_a_tenth_of_a_second(tmp_path, monkeypatch):
+    import psycopg
+    source = _source(tmp_path)
+    conn = _StormConn(source, [("4711", "sopA", "", {})], cost=0.0)
+    monkeypatch.setattr(psycopg, "connect", lambda *args, **kwargs: conn)
+    source._session()
+    assert len(conn.gathers) == 2 and all(0.1 <= g < 0.4 for g in conn.gathers)
+
+
+def test_a_snapshot_with_many_bad_entries_names_twenty_and_counts_the_rest(tmp_path):
+    path = tmp_path / "directory.json"
+    path.write_text(json.dumps({"format": 1, "written_at": 1.0, "entries": [
+        {"pattern": str(1000 + i), "primary": "bad sop"} for i in range(5000)]}))
+    with pytest.raises(SnapshotError) as err:
+        read_snapshot(path)
+    assert str(err.value).endswith("... and 4980 more problems") and len(str(err.value)) < 5000

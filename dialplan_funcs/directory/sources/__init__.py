@@ -14,6 +14,17 @@ from ..table import Table
 
 Publish = Callable[[Table], None]
 
+#: How many problems of a refused load are logged and shown; the rest are counted.
+MAX_PROBLEMS_SHOWN = 20
+
+
+def shown_problems(errors: list[str], limit: int = MAX_PROBLEMS_SHOWN) -> list[str]:
+    """The first ``limit`` problems, then "... and N more problems": a directory of 100 000
+    bad rows must not make one log message (repeated on every reload) of megabytes."""
+    if len(errors) <= limit:
+        return list(errors)
+    return errors[:limit] + [f"... and {len(errors) - limit} more problems"]
+
 
 @dataclass
 class SourceStatus:

@@ -7,20 +7,23 @@ dir): one entry a line.
     _6XXX                    sopC      -           vm_context=default
 
 ``;`` or ``#`` start a comment (outside quotes); ``-`` means no secondary; blank lines are
-ignored. In a quoted value, ``\\"`` is a quote and ``\\\\`` a backslash. Every problem is
-reported with its line number; a file with any problem is not used at all (the directory in
-service stays), never a part of it.
+ignored. The file is UTF-8 (a leading BOM is ignored); lines end with LF or CRLF. In a quoted
+value, ``\\"`` is a quote and ``\\\\`` a backslash. Every problem is reported with its line
+number; a file with any problem is not used at all (the directory in service stays), never a
+part of it.
 """
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 import time
 from typing import Optional
 
 from ..settings import DirectorySettings
 from ..table import Entry, Table, TableError, entry_problem, pattern_key
-from . import Publish, SourceStatus
+from . import Publish, SourceStatus, shown_problems
 
 log = logging.getLogger("directory")
 
@@ -76,7 +79,10 @@ def parse(text: str) -> Table:
     entries: list[Entry] = []
     lines: dict[str, int] = {}
     errors: list[str] = []
-    for number, line in enumerate(text.splitlines(), 1):
+    # lines end at LF (CRLF too) only: str.splitlines() would also break at form feeds, NEL,
+    # U+2028... inside a value, and every line number after them would be wrong
+    for number, line in enumerate(text.split("\n"), 1):
+        line = line.removesuffix("\r")
         try:
             tokens = _tokens(line)
             if not tokens:
@@ -134,13 +140,13 @@ class FileSource:
 
     def start(self, publish: Publish) -> None:
         try:
-            with open(self.path, "rb") as f:
-                data = f.read(MAX_FILE_BYTES + 1)
+            data = _read(self.path)
             if len(data) > MAX_FILE_BYTES:
                 raise TableError([f"the file is larger than {MAX_FILE_BYTES} bytes"])
-            table = parse(data.decode("utf-8"))
+            table = parse(data.decode("utf-8-sig"))   # a BOM (Windows editors) is not text
         except (OSError, UnicodeDecodeError, TableError) as exc:
-            problems = exc.errors if isinstance(exc, TableError) else [_describe(exc)]
+            problems = shown_problems(exc.errors) if isinstance(exc, TableError) \
+                else [_describe(exc)]
             with self._lock:
                 self._error = "; ".join(problems)
                 self._error_at = time.time()
@@ -160,6 +166,16 @@ class FileSource:
         with self._lock:
             return SourceStatus("file", self.path, self._entries, self._loaded_at, self._error,
                                 self._error_at)
+
+
+def _read(path: str) -> bytes:
+    """The file's bytes (at most MAX_FILE_BYTES + 1). Opened without blocking and refused unless
+    it is a regular file: a FIFO (or a device) at the path would hang or flood 'module reload'."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise TableError(["it is not a regular file"])
+        return f.read(MAX_FILE_BYTES + 1)
 
 
 def _describe(exc: BaseException) -> str:

@@ -4,7 +4,8 @@ Every node keeps the whole directory in memory; lookups never touch the network.
 owns the database connection: it connects, LISTENs on ``cluster_directory`` (the trigger of
 contrib/directory/schema.sql notifies on every change), loads the table, publishes it and writes
 it to a JSON snapshot on disk (temp file + rename). It then reloads fully on each notification
-(notifications arriving together cause one reload) and every ``refresh`` seconds.
+(notifications arriving together cause one reload; in a storm of changes the next reload waits
+as long as the last one took, at most MAX_GATHER) and every ``refresh`` seconds.
 
 When the database cannot be reached the node keeps serving the table it has (or, at start, the
 snapshot it last wrote) and logs that ONCE as a WARNING; the thread retries with a backoff capped
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import reprlib
 import tempfile
 import threading
 import time
@@ -26,9 +28,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..settings import DirectorySettings
+from ..settings import DirectorySettings, redact_error
 from ..table import Entry, Table, TableError
-from . import SourceStatus
+from . import SourceStatus, shown_problems
 
 log = logging.getLogger("directory.postgresql")
 
@@ -43,9 +45,11 @@ STATEMENT_TIMEOUT_MS = 5000  # a load that takes longer is treated as a failure
 FIRST_BACKOFF = 0.25         # seconds before the first retry after a failure
 MAX_BACKOFF = 2.0            # retries never wait longer, so a recovery is seen within ~2 s
 DEBOUNCE = 0.1               # seconds to gather more notifications before reloading
+MAX_GATHER = 2.0             # at most this long, however long the last reload took
 POLL = 0.5                   # longest wait without checking for stop()
 START_WAIT = 1.5             # start() waits this long for the first load from the database
 SNAPSHOT_FORMAT = 1
+MAX_SNAPSHOT_TIME = 253402300799.0   # 9999-12-31 23:59:59 UTC: later is not a real write time
 
 #: Connection parameters added to the administrator's DSN: bounded waits on a dead network.
 CONNECT_KWARGS: Mapping[str, Any] = {
@@ -151,25 +155,28 @@ def read_snapshot(path: Path) -> tuple[Table, float]:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SnapshotError(f"no snapshot at {path}") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:   # RecursionError: nested too deep
         raise SnapshotError(f"snapshot {path} is unreadable: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") != SNAPSHOT_FORMAT \
             or not isinstance(doc.get("entries"), list):
         raise SnapshotError(f"snapshot {path} is not a pbx_python directory snapshot "
                             f"(format {SNAPSHOT_FORMAT})")
     written = doc.get("written_at")
-    if not isinstance(written, (int, float)):
-        raise SnapshotError(f"snapshot {path} has no written_at time")
+    # a time the status and the log can show (JSON also reads Infinity, NaN, 1e300, true)
+    if isinstance(written, bool) or not isinstance(written, (int, float)) \
+            or not 0 <= written <= MAX_SNAPSHOT_TIME:
+        raise SnapshotError(f"snapshot {path} has no valid written_at time")
     rows = []
     for item in doc["entries"]:
         if not isinstance(item, dict):
-            raise SnapshotError(f"snapshot {path}: entry {item!r} is not an object")
+            raise SnapshotError(f"snapshot {path}: entry {reprlib.repr(item)} is not an object")
         rows.append((item.get("pattern"), item.get("primary"), item.get("secondary"),
                      item.get("attrs")))
     try:
         return rows_to_table(rows), float(written)
     except RowsError as exc:
-        raise SnapshotError(f"snapshot {path} has bad entries: {exc}") from None
+        raise SnapshotError(f"snapshot {path} has bad entries: "
+                            f"{'; '.join(shown_problems(exc.errors))}") from None
 
 
 def backoff_delays(first: float = FIRST_BACKOFF, cap: float = MAX_BACKOFF) -> Iterator[float]:
@@ -222,6 +229,8 @@ class PostgresSource:
         self._detail = "starting"
         self._down = False        # the "unreachable" WARNING was logged, not yet the recovery
         self._serving_snapshot_of: float | None = None
+        self._snapshot_error = ""  # the last failure to write the snapshot (logged once)
+        self._reload_cost = 0.0    # seconds the last reload took (query, table, snapshot)
 
     # -- Source protocol --------------------------------------------------------------------
 
@@ -318,7 +327,10 @@ class PostgresSource:
             if self._stop.is_set():
                 return
             if notified:
-                for _ in conn.notifies(timeout=DEBOUNCE):   # gather a burst into one reload
+                # gather a burst into one reload; in a storm of changes, wait as long as the
+                # last reload took (a large table), so reloads take at most half of the time
+                gather = min(max(DEBOUNCE, self._reload_cost), MAX_GATHER)
+                for _ in conn.notifies(timeout=gather):
                     pass
                 self._reload(conn, "notify")
                 next_full = time.monotonic() + self.refresh
@@ -327,17 +339,27 @@ class PostgresSource:
                 next_full = time.monotonic() + self.refresh
 
     def _reload(self, conn: Any, why: str) -> None:
+        started = time.monotonic()
+        try:
+            self._load(conn, why)
+        finally:
+            self._reload_cost = time.monotonic() - started
+
+    def _load(self, conn: Any, why: str) -> None:
         rows = conn.execute(QUERY).fetchall()
         now = time.time()
         try:
             table = rows_to_table(rows)
         except RowsError as exc:
-            errors = exc.errors
-            self._last_error = f"reload refused: {'; '.join(errors)}"
+            problems = "; ".join(shown_problems(exc.errors))
+            error = f"reload refused: {problems}"
+            # logged once: the same bad rows are refused again on every refresh and NOTIFY
+            repeated = error == self._last_error
+            self._last_error = error
             self._last_error_at = now
-            log.error("PostgreSQL directory %s: reload (%s) refused, the previous directory "
-                      "stays in service (%d entries): %s", self.location, why, self._entries,
-                      "; ".join(errors))
+            (log.debug if repeated else log.error)(
+                "PostgreSQL directory %s: reload (%s) refused, the previous directory stays in "
+                "service (%d entries): %s", self.location, why, self._entries, problems)
             return
         self._serve(table, now)
         self._serving_snapshot_of = None
@@ -346,9 +368,12 @@ class PostgresSource:
         log.debug("PostgreSQL directory: %d entries loaded (%s)", len(table), why)
         try:
             write_snapshot(self.snapshot, table, self.location, now)
+            self._snapshot_error = ""
         except OSError as exc:
-            log.warning("PostgreSQL directory: cannot write the snapshot %s: %s",
-                        self.snapshot, exc)
+            if str(exc) != self._snapshot_error:    # once, not on every reload
+                log.warning("PostgreSQL directory: cannot write the snapshot %s: %s",
+                            self.snapshot, exc)
+            self._snapshot_error = str(exc)
 
     def _came_up(self) -> None:
         self._detail = "connected, listening"
@@ -361,7 +386,8 @@ class PostgresSource:
             log.info("PostgreSQL directory %s: %d entries loaded", self.location, self._entries)
 
     def _went_down(self, exc: BaseException) -> None:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+        # libpq quotes pieces of a malformed DSN in its errors: never log or show its password
+        reason = redact_error(" ".join(str(exc).split()), self.dsn) or type(exc).__name__
         what = failure_kind(exc)
         self._last_error = f"{what}: {reason}"
         self._last_error_at = time.time()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 
 import pytest
 
@@ -122,3 +124,54 @@ def test_file_that_is_not_utf8_is_an_error(tmp_path):
     src = source_for(path)
     src.start(lambda table: None)
     assert "not UTF-8" in src.status().last_error
+
+
+def test_crlf_line_endings_read_like_lf():
+    t = parse('4711 sopA sopB name="Marie"\r\n_5XXX sopB -\r\n')
+    assert (t.lookup("4711").attrs["name"], t.lookup("5000").primary) == ("Marie", "sopB")
+
+
+def test_form_feed_or_nel_in_a_value_does_not_shift_the_line_numbers():
+    errors = errors_of('4711 sopA - name="a\x0cb\x85c"\n4712\n')
+    assert [e.split(":")[0] for e in errors] == ["line 2"]
+
+
+def test_file_saved_with_a_utf8_bom_loads(tmp_path):
+    path = tmp_path / "dir.conf"
+    path.write_bytes("\ufeff4711 sopA sopB name=Zoé\n".encode("utf-8"))
+    published = []
+    src = source_for(path)
+    src.start(published.append)
+    assert (src.status().last_error, published[0].lookup("4711").attrs["name"]) == ("", "Zoé")
+
+
+def test_a_file_of_many_bad_lines_logs_the_first_twenty_and_a_count(tmp_path, caplog):
+    path = tmp_path / "dir.conf"
+    path.write_text("".join(f"{1000 + i} bad@sop -\n" for i in range(5000)))
+    src = source_for(path)
+    with caplog.at_level(logging.ERROR, logger="directory"):
+        src.start(lambda table: None)
+    assert "line 20:" in caplog.text and "line 21:" not in caplog.text
+    assert "... and 4980 more problems" in caplog.text and len(caplog.text) < 5000
+    assert src.status().last_error.endswith("... and 4980 more problems")
+
+
+def test_a_fifo_at_the_path_is_an_error_not_a_hang(tmp_path):
+    path = tmp_path / "dir.conf"
+    os.mkfifo(path)                 # nobody writes: open() would wait for a writer for ever
+    published = []
+    src = source_for(path)
+    worker = threading.Thread(target=src.start, args=(published.append,), daemon=True)
+    worker.start()
+    worker.join(5)
+    assert not worker.is_alive() and published == []
+    assert "not a regular file" in src.status().last_error
+
+
+def test_a_symlink_to_the_file_is_followed(tmp_path):
+    real = tmp_path / "real.conf"
+    real.write_text(SAMPLE)
+    (tmp_path / "dir.conf").symlink_to(real)
+    published = []
+    source_for(tmp_path / "dir.conf").start(published.append)
+    assert len(published[0]) == 3

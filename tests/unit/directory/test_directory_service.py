@@ -3,8 +3,10 @@ GETEXTENSIONINFO's fields. Runs outside Asterisk: a reload is simulated by impor
 module again, as pbx_python's loader does."""
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
+import weakref
 
 import pytest
 
@@ -100,6 +102,21 @@ def test_rolled_back_reload_gives_the_directory_back_to_the_generation_in_servic
     assert one.status().entries == 2
 
 
+def test_after_a_reload_the_replaced_table_is_not_kept_in_memory(tmp_path):
+    # a 100 000-entry table is ~70 MB: the new generation must not keep the old one for ever
+    path = tmp_path / "d.conf"
+    path.write_text(GOOD)
+    one = generation()
+    load(one, path)
+    old_table = weakref.ref(sys.modules["_pbx_python_directory_live"].current[0])
+    path.write_text("4711 sopC -\n")
+    two = generation()
+    load(two, path)
+    one.stop("reload")                      # what pbx_python does once the reload succeeded
+    gc.collect()
+    assert old_table() is None and two.lookup("4711").primary == "sopC"
+
+
 def test_reload_without_the_directory_module_leaves_no_directory(tmp_path):
     path = tmp_path / "d.conf"
     path.write_text(GOOD)
@@ -124,3 +141,33 @@ def test_field_values_of_an_entry(field, value):
                                           ("name", "")])
 def test_field_values_of_an_extension_not_in_the_directory(field, value):
     assert generation().field_value(None, field) == value
+
+
+def test_cli_shows_control_characters_of_a_value_as_escapes_not_raw(tmp_path):
+    # an ESC sequence in a value must not reach the operator's terminal (clear screen, colours)
+    path = tmp_path / "d.conf"
+    path.write_text('4711 sopA - name="\x1b[2J\x1b[31mfake\x07" note="a\tb"\n')
+    one = generation()
+    load(one, path)
+    shown = one.show_directory(["callservice", "show", "directory", "4711"])
+    assert "  name = \\x1b[2J\\x1b[31mfake\\x07" in shown and "  note = a\\x09b" in shown
+    assert not any(ord(c) < 32 and c != "\n" for c in shown)
+    assert one.lookup("4711").attrs["name"] == "\x1b[2J\x1b[31mfake\x07"   # the value itself
+
+
+def test_cli_shows_control_characters_of_the_last_error_as_escapes(tmp_path):
+    path = tmp_path / "d.conf"
+    path.write_text("4711 sopA -\n")
+    one = generation()
+    load(one, path)
+    one._source._error, one._source._error_at = "bad\x1b]0;owned\x07", 1.0
+    shown = one.show_directory(["callservice", "show", "directory"])
+    assert "bad\\x1b]0;owned\\x07" in shown and "\x1b" not in shown
+
+
+def test_a_bad_field_is_reported_with_control_characters_as_escapes(tmp_path):
+    # the extension often comes from the caller (${EXTEN}): its ESC bytes must not reach the log
+    one = generation()
+    with pytest.raises(Exception) as err:
+        one.get_extension_info(None, "47\x1b[2J11", "na\x1bme")
+    assert "GETEXTENSIONINFO(47\\x1b[2J11,na\\x1bme)" in str(err.value)
