@@ -41,19 +41,23 @@ def load(module, path) -> None:
     module.start(Config(sections={"directory": [("file", str(path))]}))
 
 
-def test_first_load_serves_the_file(tmp_path):
+@pytest.fixture
+def serving(tmp_path):
+    """(path, generation): a directory file holding GOOD, loaded by a first generation."""
     path = tmp_path / "d.conf"
     path.write_text(GOOD)
     one = generation()
     load(one, path)
+    return path, one
+
+
+def test_first_load_serves_the_file(serving):
+    path, one = serving
     assert one.lookup("4711").primary == "sopA" and one.status().entries == 2
 
 
-def test_bad_file_at_reload_keeps_the_table_of_the_old_generation(tmp_path):
-    path = tmp_path / "d.conf"
-    path.write_text(GOOD)
-    one = generation()
-    load(one, path)
+def test_bad_file_at_reload_keeps_the_table_of_the_old_generation(serving):
+    path, one = serving
     path.write_text("4711 sopC -\n4712\n")
     two = generation()
     load(two, path)
@@ -64,22 +68,16 @@ def test_bad_file_at_reload_keeps_the_table_of_the_old_generation(tmp_path):
     assert st.last_error.startswith("line 2:")
 
 
-def test_the_old_generation_reads_the_new_table_while_both_run(tmp_path):
-    path = tmp_path / "d.conf"
-    path.write_text(GOOD)
-    one = generation()
-    load(one, path)
+def test_the_old_generation_reads_the_new_table_while_both_run(serving):
+    path, one = serving
     path.write_text("4711 sopC -\n")
     two = generation()
     load(two, path)
     assert one.lookup("4711").primary == "sopC"
 
 
-def test_a_replaced_source_can_no_longer_publish(tmp_path):
-    path = tmp_path / "d.conf"
-    path.write_text(GOOD)
-    one = generation()
-    load(one, path)
+def test_a_replaced_source_can_no_longer_publish(serving):
+    path, one = serving
     old_source = one._source
     two = generation()
     load(two, path)
@@ -89,11 +87,8 @@ def test_a_replaced_source_can_no_longer_publish(tmp_path):
     assert two.status().entries == 2
 
 
-def test_rolled_back_reload_gives_the_directory_back_to_the_generation_in_service(tmp_path):
-    path = tmp_path / "d.conf"
-    path.write_text(GOOD)
-    one = generation()
-    load(one, path)
+def test_rolled_back_reload_gives_the_directory_back_to_the_generation_in_service(serving):
+    path, one = serving
     path.write_text("4711 sopC -\n")
     two = generation()
     load(two, path)
@@ -117,11 +112,8 @@ def test_after_a_reload_the_replaced_table_is_not_kept_in_memory(tmp_path):
     assert old_table() is None and two.lookup("4711").primary == "sopC"
 
 
-def test_reload_without_the_directory_module_leaves_no_directory(tmp_path):
-    path = tmp_path / "d.conf"
-    path.write_text(GOOD)
-    one = generation()
-    load(one, path)
+def test_reload_without_the_directory_module_leaves_no_directory(serving):
+    path, one = serving
     one.stop("reload")          # no new generation took over
     assert one.status() is None and one.lookup("4711") is None
 
