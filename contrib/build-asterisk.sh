@@ -120,6 +120,11 @@ ENABLE=(
   res_pjsip_transport_websocket res_pjsip_phoneprov_provider res_pjsip_sips_contact res_pjsip_history
   res_pjsip_mwi_body_generator res_pjsip_geolocation res_geolocation res_pjsip_aoc
   app_voicemail res_adsi res_smdi res_prometheus chan_iax2 app_directory app_sayunixtime
+  # ARI (Stasis): the ARI peer of bench/callservice_e2e.py (bench/ari_app.py); res_ari_channels needs
+  # the answer/playback/recording/snoop helpers, res_ari itself res_websocket_client
+  app_stasis res_stasis res_stasis_answer res_stasis_playback res_stasis_recording res_stasis_snoop
+  res_stasis_device_state res_websocket_client res_ari res_ari_model res_ari_applications res_ari_asterisk
+  res_ari_bridges res_ari_channels res_ari_device_states res_ari_endpoints res_ari_events
 )
 # Fixes for Asterisk bugs our tests hit (each file says which and why), applied to both trees.
 PATCH_DIR=$(cd "$(dirname "$0")" && pwd)/asterisk-patches
