@@ -104,8 +104,11 @@ test-asan: module-asan
 demo: module
 	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) contrib/demo.py $(DEMO_ARGS)
 
-$(VENV)/.bench-deps-ok: $(VENV)/.deps-ok
-	$(PY) -m pip install -q --disable-pip-version-check panoramisk
+# The benchmarks' peers: panoramisk (FastAGI server), aiohttp (the ARI application); the stamp
+# depends on the Makefile so a package added here is installed in existing checkouts too.
+BENCH_PIP_PACKAGES := panoramisk aiohttp
+$(VENV)/.bench-deps-ok: $(VENV)/.deps-ok Makefile
+	$(PY) -m pip install -q --disable-pip-version-check $(BENCH_PIP_PACKAGES)
 	touch $@
 
 bench: module $(VENV)/.bench-deps-ok

@@ -1,8 +1,8 @@
-"""3. CallService end to end: SIPp -> sopA -> (PJSIP trunk) -> sopB, three implementations.
+"""3. CallService end to end: SIPp -> sopA -> (PJSIP trunk) -> sopB, four implementations.
 
 Two Asterisk SOPs with qualified PJSIP trunks (pbx_python.testing.cluster configuration; CDR, CEL
 and AMI off, verbose 0) and one SIPp UAC calling sopA. The same routing with four call
-parameters, done three ways:
+parameters, done four ways:
   callservice  sopA: CallService(2000,sopB,,alpha,beta,gamma,delta)
                sopB: reads the parameters with INITSERVICE(1..4)
   native       sopA: DEVICE_STATE check, Dial(PJSIP/2001@sopB,^2,b(pre-dial handler)) where the
@@ -13,6 +13,12 @@ parameters, done three ways:
                      VARIABLE for the device state, SET VARIABLE x4, EXEC Dial with a pre-dial
                      handler adding the headers, GET VARIABLE DIALSTATUS, SET VARIABLE x3
                sopB: AGI(agi://.../initservice): one GET FULL VARIABLE, SET VARIABLE x4
+  ari          sopA: Stasis(callservice,route,...) on an ARI application (bench/ari_app.py, aiohttp,
+                     its own process like the FastAGI server): one GET of the device state, the
+                     outgoing channel created with the same five headers as PJSIP_HEADER(add,...)
+                     variables, a mixing bridge, dial, answer the caller on the Dial event ANSWER,
+                     then one POST of CS_STATUS/CS_SOP/CS_TRIED and continue
+               sopB: Stasis(callservice,init): one GET of the four headers, one POST of CS_P1..CS_P4
 sopB then answers (Answer(,i)), waits 0.1 s and hangs up.
 Fixed rate: each repetition is one SIPp run at the same call rate; p50/p99 per run.
 Setup times come from SIPp's -trace_msg timestamps (microseconds): first INVITE sent -> 200 OK
@@ -29,11 +35,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import (CALLER_HOST, Cluster, FastAgiServer, Mode, log, percentile, pick_host, release_host,
-                    stats, wait_no_channels)
+from common import (ARI_PORT, CALLER_HOST, AriApp, Cluster, FastAgiServer, Mode, ari_configs, log, percentile,
+                    pick_host, release_host, stats, wait_no_channels)
 
-IMPLS = ("callservice", "native", "fastagi")
-SERVICE = {"callservice": "cs", "native": "native", "fastagi": "agi"}
+IMPLS = ("callservice", "native", "fastagi", "ari")
+SERVICE = {"callservice": "cs", "native": "native", "fastagi": "agi", "ari": "ari"}
 PARAMS = ("alpha", "beta", "gamma", "delta")
 
 
@@ -52,6 +58,8 @@ exten => native,1,GotoIf($["${{DEVICE_STATE(PJSIP/sopB)}}" = "UNAVAILABLE"]?down
  same => n,Hangup()
  same => n(down),Hangup(34)
 exten => agi,1,AGI({agi_a},2002,sopB,,{p},{progress:g})
+ same => n,Hangup()
+exten => ari,1,Stasis(callservice,route,2003,sopB,,{p})
  same => n,Hangup()
 
 [cs-predial-native]
@@ -76,6 +84,9 @@ exten => 2000,1,Set(P=${{INITSERVICE(1)}}|${{INITSERVICE(2)}}|${{INITSERVICE(3)}
 exten => 2001,1,Set(P=${{BASE64_DECODE(${{PJSIP_HEADER(read,X-CS-P1)}})}}|${{BASE64_DECODE(${{PJSIP_HEADER(read,X-CS-P2)}})}}|${{BASE64_DECODE(${{PJSIP_HEADER(read,X-CS-P3)}})}}|${{BASE64_DECODE(${{PJSIP_HEADER(read,X-CS-P4)}})}})
  same => n,Goto(answer,1)
 exten => 2002,1,AGI({agi_b})
+ same => n,Set(P=${{CS_P1}}|${{CS_P2}}|${{CS_P3}}|${{CS_P4}})
+ same => n,Goto(answer,1)
+exten => 2003,1,Stasis(callservice,init)
  same => n,Set(P=${{CS_P1}}|${{CS_P2}}|${{CS_P3}}|${{CS_P4}})
  same => n,Goto(answer,1)
 exten => answer,1,GotoIf($["${{P}}" != "{"|".join(PARAMS)}"]?badparams)
@@ -157,11 +168,15 @@ def run(mode: Mode) -> dict[str, Any]:
     agi_host = pick_host(udp_ports=(), tcp_ports=())
     agi = FastAgiServer(agi_host)
     sipp = Sipp()
+    hosts = {n: pick_host(tcp_ports=(5038, ARI_PORT)) for n in ("sopA", "sopB")}
+    ari: AriApp | None = None
     out: dict[str, Any] = {"method": __doc__.strip(), "fixed_rate_cps": fixed_rate,
                            "fixed_calls": fixed_calls, "rates": rates, "step_seconds": step_s}
     try:
-        with Cluster(["sopA", "sopB"], lambda n: extensions(n, agi.url("callservice"), agi.url("initservice"))) as cl:
+        with Cluster(["sopA", "sopB"], lambda n: extensions(n, agi.url("callservice"), agi.url("initservice")),
+                     hosts=hosts, extra_configs=lambda n: ari_configs(hosts[n])) as cl:
             a = cl["sopA"]
+            ari = AriApp(hosts)
             # warm-up: one call per implementation (first Python imports, first AGI connect)
             for impl in IMPLS:
                 r = sipp_run(sipp, cl.hosts["sopA"], impl, 3, 3)
@@ -182,7 +197,7 @@ def run(mode: Mode) -> dict[str, Any]:
                                 "failed_calls": sum(r["failed"] for r in rows),
                                 "calls": sum(r["calls"] for r in rows), "runs": rows}
                             for i, rows in fixed.items()}
-            # Interleaved: at each rate every implementation still clean runs once, so the three
+            # Interleaved: at each rate every implementation still clean runs once, so the four
             # see the same machine conditions (a shared VM's load drifts over minutes).
             steps: dict[str, list[dict[str, Any]]] = {i: [] for i in IMPLS}
             best: dict[str, Any] = {i: None for i in IMPLS}
@@ -212,7 +227,10 @@ def run(mode: Mode) -> dict[str, Any]:
                       for impl in IMPLS}
             out["rate_search"] = search
             out["badparams"] = a.log_text().count("BENCH badparams") + cl["sopB"].log_text().count("BENCH badparams")
+            out["ari_app_log"] = ari.log_text()[-2000:]
     finally:
+        if ari is not None:
+            ari.close()
         agi.close()
         release_host(agi_host)
         sipp.cleanup()

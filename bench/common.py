@@ -263,7 +263,7 @@ def machine_info() -> dict[str, Any]:
     return {
         "cpu": cpu, "cores": os.cpu_count(), "memory": mem, "kernel": platform.release(),
         "os": _os_release(), "asterisk": ast_version, "python": platform.python_version(),
-        "cffi": _dist_version("cffi"), "panoramisk": pano, "sipp": sipp,
+        "cffi": _dist_version("cffi"), "panoramisk": pano, "aiohttp": _dist_version("aiohttp"), "sipp": sipp,
         "module": str(MODULE_SO), "module_mtime": time.strftime(
             "%Y-%m-%d %H:%M:%S", time.localtime(MODULE_SO.stat().st_mtime)) if MODULE_SO.exists() else "",
         "git_head": _git_head(), "loadavg_start": list(load), "cpu_index_us": cpu_index_us(),
@@ -349,6 +349,62 @@ class FastAgiServer:
         self.logfile.unlink(missing_ok=True)
 
     def __enter__(self) -> "FastAgiServer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+#: ARI credentials of the benchmark instances (bound to their own loopback address only).
+ARI_USER, ARI_PASSWORD = "bench", "bench-ari"
+ARI_PORT = 8088
+
+
+def ari_configs(host: str, port: int = ARI_PORT) -> dict[str, str]:
+    """http.conf + ari.conf: Asterisk's HTTP server on ``host:port`` only, one ARI user."""
+    require_loopback(host)
+    return {"http.conf": f"[general]\nenabled = yes\nbindaddr = {host}\nbindport = {port}\n",
+            "ari.conf": (f"[general]\nenabled = yes\npretty = no\n\n[{ARI_USER}]\ntype = user\n"
+                         f"read_only = no\npassword = {ARI_PASSWORD}\npassword_format = plain\n")}
+
+
+class AriApp:
+    """bench/ari_app.py (aiohttp) in its own process, connected to the ARI of ``nodes``
+    ({name: loopback host}, HTTP on ARI_PORT)."""
+
+    def __init__(self, nodes: Mapping[str, str], port: int = ARI_PORT) -> None:
+        import tempfile
+        args = [f"{n}=http://{require_loopback(h)}:{port}" for n, h in nodes.items()]
+        self.logfile = Path(tempfile.mkstemp(prefix="pxbari", suffix=".log", dir="/tmp")[1])
+        with open(self.logfile, "w") as out:
+            self.proc = subprocess.Popen([sys.executable, str(BENCH_DIR / "ari_app.py"),
+                                          f"{ARI_USER}:{ARI_PASSWORD}", *args], stdout=out,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+        deadline = time.monotonic() + 25
+        while "READY" not in self.logfile.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                text = self.logfile.read_text()
+                self.close()
+                raise RuntimeError(f"ARI application did not start: {text[-2000:]}")
+            time.sleep(0.05)
+
+    def log_text(self) -> str:
+        try:
+            return self.logfile.read_text()
+        except OSError:
+            return ""
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logfile.unlink(missing_ok=True)
+
+    def __enter__(self) -> "AriApp":
         return self
 
     def __exit__(self, *exc: Any) -> None:
