@@ -306,6 +306,12 @@ def _git_head() -> str:
         return ""
 
 
+def section_env() -> dict[str, Any]:
+    """The machine's state when a comparison starts or ends: 1/5/15-minute load average and the
+    CPU index, so a section measured on a busy machine can be spotted in the report."""
+    return {"loadavg": loadavg(), "cpu_index_us": cpu_index_us(), "time": time.strftime("%H:%M:%S")}
+
+
 def loadavg() -> list[float]:
     try:
         return list(os.getloadavg())

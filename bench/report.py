@@ -43,6 +43,8 @@ def load_results(mode: Optional[str] = None) -> list[tuple[Path, dict[str, Any]]
             run = json.loads(p.read_text())
         except (OSError, ValueError):
             continue
+        if "benchmarks" not in run:      # bench/stress.py's results share the directory
+            continue
         if mode is None or run.get("mode") == mode:
             out.append((p, run))
     return out
@@ -86,9 +88,37 @@ def yes(ok: Optional[bool]) -> str:
     return "–" if ok is None else ("**met**" if ok else "**not met**")
 
 
+#: A section is flagged as measured on a busy machine when its 1-minute load average reached this
+#: fraction of the cores, or its CPU index moved by more than BUSY_INDEX between start and end.
+BUSY_LOAD_PER_CORE = 0.5
+BUSY_INDEX = 0.15
+
+
+def env_note(b: dict[str, Any], cores: Optional[int]) -> str:
+    """'Load average (1 min) a → b, CPU index x → y µs' for a section, with a warning when the
+    machine was busy (another process competing for the cores skews every comparison)."""
+    env = b.get("env") or {}
+    st, en = env.get("start") or {}, env.get("end") or {}
+    if not st or not en:
+        return "Load average and CPU index not recorded for this section."
+    l0, l1 = (st.get("loadavg") or [None])[0], (en.get("loadavg") or [None])[0]
+    c0, c1 = st.get("cpu_index_us"), en.get("cpu_index_us")
+    text = (f"Load average (1 min) {f(l0)} → {f(l1)}, CPU index {f(c0)} → {f(c1)} µs "
+            f"(start → end of the section)")
+    busy = []
+    if cores and max(x for x in (l0, l1, 0.0) if x is not None) >= BUSY_LOAD_PER_CORE * cores:
+        busy.append(f"load ≥ {BUSY_LOAD_PER_CORE * cores:g}")
+    if c0 and c1 and abs(c1 - c0) / min(c0, c1) > BUSY_INDEX:
+        busy.append(f"CPU index moved {abs(c1 - c0) / min(c0, c1) * 100:.0f} %")
+    if busy:
+        text += f". **Busy machine ({', '.join(busy)}): compare with care.**"
+    return text + "."
+
+
 def source(path: Path, run: dict[str, Any], b: dict[str, Any]) -> str:
+    cores = (run.get("machine") or {}).get("cores")
     return (f"_Source: `bench/results/{path.name}` ({run.get('mode')} mode, {run.get('reps')} repetitions, "
-            f"finished {b.get('finished', '?')}, {b.get('seconds', '?')} s)._\n")
+            f"finished {b.get('finished', '?')}, {b.get('seconds', '?')} s)._ {env_note(b, cores)}\n")
 
 
 def machine_section(results: list[tuple[Path, dict[str, Any]]]) -> str:
@@ -97,7 +127,8 @@ def machine_section(results: list[tuple[Path, dict[str, Any]]]) -> str:
     rows = [("CPU", f"{m.get('cpu')} ({m.get('cores')} cores), {m.get('memory')} RAM"),
             ("Kernel / OS", f"{m.get('kernel')} / {m.get('os')}"),
             ("Asterisk", m.get("asterisk")), ("Python (embedded)", m.get("python")),
-            ("cffi / panoramisk / SIPp", f"{m.get('cffi')} / {m.get('panoramisk')} / {m.get('sipp')}"),
+            ("cffi / panoramisk / aiohttp / SIPp",
+             f"{m.get('cffi')} / {m.get('panoramisk')} / {m.get('aiohttp', '–')} / {m.get('sipp')}"),
             ("Module", f"{m.get('module')} (built {m.get('module_mtime')}), git {m.get('git_head')}"),
             ("Load average at start / end", f"{[round(x, 2) for x in m.get('loadavg_start') or []]} / "
                                             f"{[round(x, 2) for x in run.get('loadavg_end') or []]}"),
@@ -108,88 +139,157 @@ def machine_section(results: list[tuple[Path, dict[str, Any]]]) -> str:
     return "## Machine and run\n\n| | |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows) + "\n"
 
 
+Row = tuple[str, str, Optional[bool], str]
+
+
+def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return None if a is None or not b else a / b
+
+
+def ahead(cs_rate: Optional[float], cs_p99: Optional[float], rate: Optional[float],
+          p99: Optional[float]) -> Optional[bool]:
+    """CallService ahead of another version: a higher highest clean rate, or the same rate (both at
+    the top of the range) and a lower p99 setup at the fixed rate."""
+    if cs_rate is None or rate is None:
+        return None if cs_rate is None else True    # the other never had a clean step
+    if cs_rate != rate:
+        return cs_rate > rate
+    return None if cs_p99 is None or p99 is None else cs_p99 < p99
+
+
+def dispatch_rows(v: dict[str, Any]) -> list[Row]:
+    def mv(k: str) -> Optional[float]:
+        return med(v.get(k, {}).get("marginal_us"))
+    pylen, pyset, length, noop, agi = mv("pylen"), mv("pyset"), mv("len"), mv("noop"), mv("agi_set")
+    rows: list[Row] = []
+    r1 = ratio(pylen, length)
+    rows.append(("Python function ≤ 2x native `LEN` per call", f"{f(r1, 1)}x ({f(pylen)} vs {f(length)} µs)",
+                 None if r1 is None else r1 <= 2.0, "marginal cost per call, `${PYLEN()}` vs `${LEN()}`"))
+    r2 = ratio(pyset, noop)
+    rows.append(("Python application `PySet` ≤ 2x `NoOp` per call", f"{f(r2, 1)}x ({f(pyset)} vs {f(noop)} µs)",
+                 None if r2 is None else r2 <= 2.0, "PySet does one set_var"))
+    r3 = ratio(agi, pyset)
+    rows.append(("≥ 150x faster than FastAGI per call", f"{f(r3, 0)}x (FastAGI SET VARIABLE {f(agi)} µs vs "
+                 f"PySet {f(pyset)} µs)", None if r3 is None else r3 >= 150, ""))
+    lua, lua2 = mv("lua"), mv("lua_nas")
+    rows.append(("Faster than pbx_lua per call", f"PySet {f(pyset)} µs vs Lua {f(lua)} µs "
+                 f"({f(lua2)} µs with autoservice_stop)",
+                 None if not (lua and lua2 and pyset) else pyset < min(lua, lua2), ""))
+    return rows
+
+
+def concurrency_rows(levels: dict[str, Any]) -> list[Row]:
+    lo, hi = levels.get("1", {}), levels.get("50", {})
+    py1, py50, nat50 = med(lo.get("python_per_s")), med(hi.get("python_per_s")), med(hi.get("native_per_s"))
+    scale = ratio(py50, py1)
+    rat = med(hi.get("ratio"))
+    return [
+        ("Python iterations/s at 50 channels ≥ its own 1-channel figure",
+         f"{f(py50, 0)} vs {f(py1, 0)} /s ({f(scale * 100 if scale is not None else None, 0)} %)",
+         None if scale is None else scale >= 1.0, "`PySet(${PYLEN()})` loops, the same total work per level"),
+        ("Python iterations/s at 50 channels ≥ 60 % of native at 50",
+         f"{f(rat * 100 if rat is not None else None, 0)} % ({f(py50, 0)} vs {f(nat50, 0)} /s)",
+         None if rat is None else rat >= 0.6, "ratio per repetition (adjacent runs), median"),
+    ]
+
+
+def e2e_rows(b: dict[str, Any]) -> list[Row]:
+    rs, fx = b.get("rate_search", {}), b.get("fixed", {})
+    rate = {i: rs.get(i, {}).get("highest_clean_cps") for i in ("callservice", "native", "fastagi", "ari")}
+    p99 = {i: med(fx.get(i, {}).get("p99_ms")) for i in ("callservice", "native", "fastagi", "ari")}
+    cs, nat = rate["callservice"], rate["native"]
+    top = (b.get("rates") or [None])[-1]
+    note = f"rates tried {b.get('rates')}; a value equal to the top ({top}) means 'at least'"
+    rows: list[Row] = [("CallService highest clean rate ≥ 95 % of native dialplan", f"{f(cs)} vs {f(nat)} calls/s",
+                        None if not (cs and nat) else cs >= 0.95 * nat, note)]
+    pc, pn = p99["callservice"], p99["native"]
+    rows.append(("CallService p99 setup latency within +1 ms of native",
+                 f"{f(pc)} vs {f(pn)} ms (+{f(pc - pn) if pc is not None and pn is not None else '–'} ms)",
+                 None if pc is None or pn is None else pc - pn <= 1.0, f"at {b.get('fixed_rate_cps')} calls/s"))
+    parts, oks = [], []
+    for other, label in (("ari", "ARI"), ("fastagi", "FastAGI")):
+        if other not in rs and other not in fx:
+            continue
+        ok = ahead(cs, pc, rate[other], p99[other])
+        oks.append(ok)
+        parts.append(f"{label} {f(rate[other])} calls/s, p99 {f(p99[other])} ms")
+    if oks:
+        met = None if any(o is None for o in oks) else all(oks)
+        rows.append(("CallService ahead of the ARI and FastAGI versions",
+                     f"CallService {f(cs)} calls/s, p99 {f(pc)} ms; " + "; ".join(parts), met,
+                     "ahead = higher highest clean rate, or the same rate and a lower p99 setup"))
+    agi = rate["fastagi"]
+    rows.append(("CallService highest clean rate ≥ 3x FastAGI", f"{f(cs)} vs {f(agi)} calls/s",
+                 None if not (cs and agi) else cs >= 3 * agi, note))
+    return rows
+
+
+def first_call_rows(b: dict[str, Any]) -> list[Row]:
+    k = b.get("kinds", {})
+    py, nat = k.get("python", {}), k.get("native", {})
+    extra = med(py.get("extra_us"))
+    return [("First Python call on a new channel thread ≤ 20 µs more than a later one",
+             f"+{f(extra, 1)} µs ({f(med(py.get('first_us')), 1)} vs {f(med(py.get('second_us')), 1)} µs)",
+             None if extra is None else extra <= 20,
+             f"native `LEN` control: +{f(med(nat.get('extra_us')), 1)} µs; section 6")]
+
+
+def memory_rows(b: dict[str, Any]) -> list[Row]:
+    add, later = med(b.get("added_autoload_kb")), med(b.get("added_later_kb"))
+    amin, lmin = med(b.get("added_min_kb")), med(b.get("added_later_min_kb"))
+
+    def mb(x: Optional[float]) -> str:
+        return f(x / 1024 if x is not None else None, 1)
+    rows: list[Row] = [("The module adds ≤ 12 MB RSS (module + a small Python module)",
+                        f"{mb(amin)} MB autoloaded, {mb(lmin)} MB loaded later",
+                        None if amin is None else max(amin, lmin if lmin is not None else amin) <= 12 * 1024,
+                        f"with CallService loaded as well: {mb(add)} MB autoloaded, {mb(later)} MB loaded later")]
+    g, gn = b.get("growth", {}), b.get("growth_native", {})
+    grow, grow_n = g.get("growth_1k_to_10k_kb"), gn.get("growth_1k_to_10k_kb")
+    o1, o10 = g.get("objects_1k"), g.get("objects_10k")
+    ok = None
+    if grow is not None:
+        ok = o1 == o10 and grow <= (grow_n if grow_n is not None else 0) + 512
+    rows.append(("Flat Python object count over 10k calls; RSS does not grow from 1k to 10k calls",
+                 f"Python objects {o1} -> {o10}; RSS {f(grow, 0)} kB (native control: {f(grow_n, 0)} kB)",
+                 ok, f"{g.get('path', '')}; met = Python object count flat and RSS growth within "
+                     "512 kB of the native control's (over PJSIP see section 5)"))
+    return rows
+
+
+def failover_rows(b: dict[str, Any]) -> list[Row]:
+    sc = b["scenarios"]
+    kd, si = med(sc.get("knowndown", {}).get("added_ms")), med(sc.get("silent", {}).get("added_ms"))
+    pt = b.get("progress_timeout_s", 0) * 1000
+    return [("Failover, primary known down: adds ≤ 5 ms", f"{f(kd)} ms", None if kd is None else kd <= 5,
+             "added to a direct call's setup, same run"),
+            (f"Failover, primary silent: adds ≤ progress timeout + 100 ms ({pt:.0f} + 100 ms)",
+             f"{f(si, 0)} ms", None if si is None else si <= pt + 100, "")]
+
+
+def target_rows(r: dict[str, Any]) -> list[Row]:
+    """The Targets table: every target a ratio or difference between rows of one run."""
+    rows: list[Row] = []
+    if r.get("dispatch"):
+        rows += dispatch_rows(r["dispatch"][2]["variants"])
+    if r.get("first_call"):
+        rows += first_call_rows(r["first_call"][2])
+    if r.get("concurrency"):
+        rows += concurrency_rows(r["concurrency"][2]["levels"])
+    if r.get("callservice_e2e"):
+        rows += e2e_rows(r["callservice_e2e"][2])
+    if r.get("failover"):
+        rows += failover_rows(r["failover"][2])
+    if r.get("memory"):
+        rows += memory_rows(r["memory"][2])
+    return rows
+
+
 def targets_section(r: dict[str, Any]) -> str:
-    rows: list[tuple[str, str, Optional[bool], str]] = []
-    d = r.get("dispatch")
-    if d:
-        v = d[2]["variants"]
-
-        def mv(k: str) -> Optional[float]:
-            return med(v.get(k, {}).get("marginal_us"))
-        pylen, pyset, length, noop = mv("pylen"), mv("pyset"), mv("len"), mv("noop")
-        rows.append(("Python function ≤ 1.0 µs per call (prototype 1.65)", f"{f(pylen)} µs",
-                     None if pylen is None else pylen <= 1.0,
-                     f"native LEN {f(length)} µs here (prototype 0.33)"))
-        rows.append(("Python application ≤ 2.0 µs per call (prototype 3.07; PySet, one set_var)",
-                     f"{f(pyset)} µs", None if pyset is None else pyset <= 2.0,
-                     f"native NoOp {f(noop)} µs here (prototype 1.09); scaled to this machine by "
-                     f"NoOp the target is {f(2.0 * noop / 1.09) if noop else '–'} µs: "
-                     f"{yes(pyset <= 2.0 * noop / 1.09) if pyset and noop else '–'}"))
-        agi = mv("agi_set")
-        rows.append(("≥ 100x faster than FastAGI per call", f"{f(agi / pyset, 0) if agi and pyset else '–'}x "
-                     f"(FastAGI SET VARIABLE {f(agi)} µs vs PySet {f(pyset)} µs)",
-                     None if not (agi and pyset) else agi / pyset >= 100, ""))
-        lua, lua2 = mv("lua"), mv("lua_nas")
-        rows.append(("Faster than pbx_lua per call", f"PySet {f(pyset)} µs vs Lua {f(lua)} µs "
-                     f"({f(lua2)} µs with autoservice_stop)",
-                     None if not (lua and lua2 and pyset) else pyset < min(lua, lua2), ""))
-    c = r.get("concurrency")
-    if c:
-        ratio = med(c[2]["levels"].get("50", {}).get("ratio"))
-        rows.append(("50 concurrent channels: aggregate ≥ 60 % of native",
-                     f"{f(ratio * 100 if ratio is not None else None, 0)} %",
-                     None if ratio is None else ratio >= 0.6, "PySet(${PYLEN()}) vs Set(${LEN()}) loops"))
-    e = r.get("callservice_e2e")
-    if e:
-        rs = e[2].get("rate_search", {})
-        cs, nat, agi = (rs.get(i, {}).get("highest_clean_cps") for i in ("callservice", "native", "fastagi"))
-        top = e[2].get("rates", [None])[-1]
-        note = f"rates tried {e[2].get('rates')}; a value equal to the top ({top}) means 'at least'"
-        rows.append(("CallService highest clean rate ≥ 95 % of native dialplan",
-                     f"{f(cs)} vs {f(nat)} calls/s", None if not (cs and nat) else cs >= 0.95 * nat, note))
-        rows.append(("CallService highest clean rate ≥ 3x FastAGI", f"{f(cs)} vs {f(agi)} calls/s",
-                     None if not (cs and agi) else cs >= 3 * agi, note))
-        fx = e[2].get("fixed", {})
-        p99c, p99n = med(fx.get("callservice", {}).get("p99_ms")), med(fx.get("native", {}).get("p99_ms"))
-        rows.append(("CallService p99 setup latency within +1 ms of native",
-                     f"{f(p99c)} vs {f(p99n)} ms (+{f(p99c - p99n) if p99c is not None and p99n is not None else '–'} ms)",
-                     None if p99c is None or p99n is None else p99c - p99n <= 1.0,
-                     f"at {e[2].get('fixed_rate_cps')} calls/s"))
-    fo = r.get("failover")
-    if fo:
-        sc = fo[2]["scenarios"]
-        kd = med(sc.get("knowndown", {}).get("added_ms"))
-        si = med(sc.get("silent", {}).get("added_ms"))
-        pt = fo[2].get("progress_timeout_s", 0) * 1000
-        rows.append(("Failover, primary known down: adds ≤ 5 ms", f"{f(kd)} ms", None if kd is None else kd <= 5, ""))
-        rows.append((f"Failover, primary silent: adds ≤ progress timeout + 100 ms ({pt:.0f} + 100 ms)",
-                     f"{f(si, 0)} ms", None if si is None else si <= pt + 100, ""))
-    m = r.get("memory")
-    if m:
-        add = med(m[2].get("added_autoload_kb"))
-        later = med(m[2].get("added_later_kb"))
-        amin = med(m[2].get("added_min_kb"))
-        lmin = med(m[2].get("added_later_min_kb"))
-
-        def mb(x: Optional[float]) -> str:
-            return f(x / 1024 if x is not None else None, 1)
-        rows.append(("The module adds ≤ 12 MB RSS (module + a small Python module)",
-                     f"{mb(amin)} MB autoloaded, {mb(lmin)} MB loaded later",
-                     None if amin is None else max(amin, lmin if lmin is not None else amin) <= 12 * 1024,
-                     f"with CallService loaded as well: {mb(add)} MB autoloaded, {mb(later)} MB loaded later"))
-        g = m[2].get("growth", {})
-        gn = m[2].get("growth_native", {})
-        grow, grow_n = g.get("growth_1k_to_10k_kb"), gn.get("growth_1k_to_10k_kb")
-        o1, o10 = g.get("objects_1k"), g.get("objects_10k")
-        ok = None
-        if grow is not None:
-            ok = o1 == o10 and grow <= (grow_n if grow_n is not None else 0) + 512
-        rows.append(("RSS does not grow from 1k to 10k calls",
-                     f"{f(grow, 0)} kB (native control: {f(grow_n, 0)} kB); Python objects {o1} -> {o10}",
-                     ok, f"{g.get('path', '')}; met = Python object count flat and RSS growth within "
-                         "512 kB of the native control's (over PJSIP see section 5)"))
-    out = "## Targets\n\n| Target | Measured (median) | Result | Notes |\n|---|---|---|---|\n"
-    out += "".join(f"| {t} | {mv_} | {yes(ok)} | {n} |\n" for t, mv_, ok, n in rows)
+    out = ("## Targets\n\nEach target compares rows of the same run (ratios, differences), so the machine's "
+           "speed cancels out; a section measured on a busy machine says so under its title.\n\n"
+           "| Target | Measured (median) | Result | Notes |\n|---|---|---|---|\n")
+    out += "".join(f"| {t} | {mv_} | {yes(ok)} | {n} |\n" for t, mv_, ok, n in target_rows(r))
     return out + "\n"
 
 
@@ -230,14 +330,31 @@ def concurrency_section(c: tuple[Path, dict[str, Any], dict[str, Any]]) -> str:
     for lvl, row in b["levels"].items():
         out += (f"| {lvl} | {mmm(row['native_per_s'], 0)} | {mmm(row['python_per_s'], 0)} | "
                 f"{mmm(row['ratio'], 0, 100)} % |\n")
-    return out + "\n"
+    out += ("\n**The 1 → 50 curve** (median iterations/s; the % is each one's change from its own "
+            "1-channel figure: it should rise with channels on 2 cores, or at least not fall)\n\n")
+    return out + "```\n" + curve_chart(b["levels"]) + "```\n\n"
+
+
+def curve_chart(levels: dict[str, Any], width: int = 40) -> str:
+    """A text bar chart of median iterations/s per channel count, native and Python side by side."""
+    series = {k: {lvl: med(row.get(f"{k}_per_s")) for lvl, row in levels.items()} for k in ("native", "python")}
+    top = max((v for s_ in series.values() for v in s_.values() if v), default=0)
+    lines = []
+    for lvl in levels:
+        for k, s_ in series.items():
+            v, base = s_.get(lvl), s_.get(next(iter(levels)))
+            bar = "#" * max(1, round(width * v / top)) if v and top else ""
+            change = f" ({(v / base - 1) * 100:+.0f} %)" if v and base and lvl != next(iter(levels)) else ""
+            lines.append(f"{lvl:>3} ch {k:<6} |{bar:<{width}}| {f(v, 0)}/s{change}")
+    return "\n".join(lines) + "\n"
 
 
 def e2e_section(e: tuple[Path, dict[str, Any], dict[str, Any]]) -> str:
     path, run, b = e
     out = "## 3. CallService end to end\n\n" + source(path, run, b) + "\n"
-    out += ("SIPp → sopA → PJSIP trunk → sopB, three implementations of the same routing with four "
-            "parameters (details in `bench/callservice_e2e.py`). Setup time = SIPp's INVITE to the "
+    out += ("SIPp → sopA → PJSIP trunk → sopB, the same routing with four parameters done by CallService, "
+            "hand-written native dialplan, a FastAGI server and an ARI (Stasis) application (details in "
+            "`bench/callservice_e2e.py`). Setup time = SIPp's INVITE to the "
             "200 OK, from its message trace (µs timestamps).\n\n")
     fx = b.get("fixed", {})
     out += (f"**Fixed rate {b.get('fixed_rate_cps')} calls/s, {b.get('fixed_calls')} calls per repetition**\n\n"
@@ -311,6 +428,24 @@ def memory_section(m: tuple[Path, dict[str, Any], dict[str, Any]]) -> str:
     return out
 
 
+def first_call_section(fc: tuple[Path, dict[str, Any], dict[str, Any]]) -> str:
+    path, run, b = fc
+    out = "## 6. First Python call on a new channel thread\n\n" + source(path, run, b) + "\n"
+    out += (f"{b.get('channels_per_rep')} fresh Local channels per kind and repetition, one at a time; each "
+            "channel's first priority is one `Set()` that evaluates `t0 ${F(x)} t1 ${F(x)} t2` (t = "
+            "`${STRFTIME(,,%s.%6q)}`): first = t1 − t0, later = t2 − t1, both on the channel's own new "
+            "thread; extra = first − later per channel, median per repetition (method in "
+            "`bench/first_call.py`).\n\n"
+            "| Function | First call µs (min / **median** / max) | Later call µs | Extra µs |\n|---|---|---|---|\n")
+    label = {"python": "Python `${PYLEN(x)}`", "native": "native `${LEN(x)}` (control)"}
+    for k, row in b.get("kinds", {}).items():
+        out += (f"| {label.get(k, k)} | {mmm(row.get('first_us'), 1)} | {mmm(row.get('second_us'), 1)} | "
+                f"{mmm(row.get('extra_us'), 1)} |\n")
+    if b.get("python_errors"):
+        out += f"\nPython errors logged during the run: `{b['python_errors']}`\n"
+    return out + "\n"
+
+
 def errors_section(results: list[tuple[Path, dict[str, Any]]]) -> str:
     path, run = results[-1]
     bad = {k: v for k, v in run.get("benchmarks", {}).items() if v.get("status") != "ok"}
@@ -326,10 +461,12 @@ def generate(mode: Optional[str] = None) -> str:
     results = load_results(mode)
     if not results:
         return "No results yet: run `make bench`.\n"
-    r = {n: latest(results, n) for n in ("dispatch", "concurrency", "callservice_e2e", "failover", "memory")}
+    sections = (("dispatch", dispatch_section), ("concurrency", concurrency_section),
+                ("callservice_e2e", e2e_section), ("failover", failover_section), ("memory", memory_section),
+                ("first_call", first_call_section))
+    r = {n: latest(results, n) for n, _ in sections}
     parts = [machine_section(results), targets_section(r)]
-    for name, fn in (("dispatch", dispatch_section), ("concurrency", concurrency_section),
-                     ("callservice_e2e", e2e_section), ("failover", failover_section), ("memory", memory_section)):
+    for name, fn in sections:
         if r[name]:
             parts.append(fn(r[name]))
         else:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from common import Mode, log  # noqa: E402
 
-ORDER = ["dispatch", "memory", "concurrency", "callservice_e2e", "failover"]
+ORDER = ["dispatch", "first_call", "memory", "concurrency", "callservice_e2e", "failover"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         t0 = time.time()
         log(f"== {name}")
+        env_start = common.section_env()
         try:
             module = __import__(name)
             data = module.run(mode)
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             data = {"status": "error", "error": f"{type(exc).__name__}: {exc}",
                     "traceback": traceback.format_exc()}
+        data["env"] = {"start": env_start, "end": common.section_env()}
         data["seconds"] = round(time.time() - t0, 1)
         data["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         result["benchmarks"][name] = data
