@@ -11,8 +11,10 @@ Each node's channels enter the Stasis application ``callservice``:
         DEVICE_STATE of the SOPs; POST /channels/create makes the outgoing channel
         PJSIP/EXTEN@SOP with the five CallService headers as PJSIP_HEADER(add,...) variables
         (the parameters base64-encoded, as the native and FastAGI versions do) while
-        POST /bridges makes a mixing bridge; both channels join it; POST .../dial; on the Dial
-        event ANSWER the caller is answered (the 200 OK SIPp times). When the outgoing channel
+        POST /bridges makes a mixing bridge; once the new channel is in the application
+        (StasisStart), POST .../dial while both channels join the bridge; on the Dial event
+        ANSWER the caller is answered (the 200 OK SIPp times). Requests that do not depend on each
+        other go out together, over keep-alive connections. When the outgoing channel
         leaves, one POST .../variables sets CS_STATUS / CS_SOP / CS_TRIED on the caller and
         POST .../continue hands it back to the dialplan. Node failures (CHANUNAVAIL,
         CONGESTION, a down device state) move on to the next SOP.
@@ -32,6 +34,7 @@ from typing import Any, Optional
 import aiohttp
 
 APP = "callservice"
+POOL = 64        # HTTP connections per node (common.ari_configs allows 256 sessions)
 FAILOVER_STATUSES = {"CHANUNAVAIL", "CONGESTION"}
 FINAL_DIALSTATUS = {"ANSWER", "BUSY", "NOANSWER", "CANCEL", "CONGESTION", "CHANUNAVAIL", "DONTCALL",
                     "TORTURE", "INVALIDARGS"}
@@ -63,8 +66,10 @@ class Node:
     def __init__(self, name: str, base: str, user: str, password: str) -> None:
         self.name, self.base = name, base.rstrip("/") + "/ari"
         auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        # at most POOL connections: beyond Asterisk's HTTP session limit (http.conf sessionlimit)
+        # new connections are closed at once and the requests on them fail
         self.session = aiohttp.ClientSession(headers={"Authorization": auth},
-                                             connector=aiohttp.TCPConnector(limit=0))
+                                             connector=aiohttp.TCPConnector(limit=POOL))
         self.queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}   # channel id -> its events
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -164,8 +169,9 @@ class Node:
             # a created channel can join a bridge once it is in the application (its StasisStart)
             while (await asyncio.wait_for(q.get(), 10)).get("type") != "StasisStart":
                 pass
-            await self.req("POST", f"/bridges/{bridge}/addChannel", params={"channel": f"{chan},{out}"})
-            await self.req("POST", f"/channels/{out}/dial", params={"caller": chan, "timeout": "30"})
+            await asyncio.gather(
+                self.req("POST", f"/channels/{out}/dial", params={"caller": chan, "timeout": "30"}),
+                self.req("POST", f"/bridges/{bridge}/addChannel", params={"channel": f"{chan},{out}"}))
             status, gone = "", False
             while not gone:
                 ev = await q.get()

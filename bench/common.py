@@ -369,7 +369,8 @@ ARI_PORT = 8088
 def ari_configs(host: str, port: int = ARI_PORT) -> dict[str, str]:
     """http.conf + ari.conf: Asterisk's HTTP server on ``host:port`` only, one ARI user."""
     require_loopback(host)
-    return {"http.conf": f"[general]\nenabled = yes\nbindaddr = {host}\nbindport = {port}\n",
+    return {"http.conf": (f"[general]\nenabled = yes\nbindaddr = {host}\nbindport = {port}\n"
+                          "sessionlimit = 256\n"),
             "ari.conf": (f"[general]\nenabled = yes\npretty = no\n\n[{ARI_USER}]\ntype = user\n"
                          f"read_only = no\npassword = {ARI_PASSWORD}\npassword_format = plain\n")}
 

@@ -23,14 +23,16 @@ HEADER = """\
 # pbx_python benchmarks
 
 How fast and how big pbx_python is next to the alternatives a dialplan author has: native
-dialplan, FastAGI and pbx_lua. Run with `make bench` (full, under 15 minutes on 2 cores) or
+dialplan, FastAGI, an ARI (Stasis) application and pbx_lua. Run with `make bench` (full, under 15 minutes on 2 cores) or
 `make bench BENCH_ARGS=--quick` (a few minutes); `BENCH_ARGS="--only dispatch memory"` runs some
 of the comparisons; `.venv/bin/python bench/run.py --report-only` rebuilds this page from
 `bench/results/*.json`. The benchmarks report: no test asserts a timing.
 
 Every number is min / **median** / max over repetitions (at least 5); a target counts as met
 when the median meets it. The machine is a shared 2-vCPU VM: other work ran at the same time,
-so look at the spread, and compare rows of one run rather than runs.
+so look at the spread, and compare rows of one run rather than runs. The targets are ratios
+between rows of one run, and every section gives the load average and the CPU index at its start
+and end, marking the sections measured on a busy machine.
 
 """
 
