@@ -90,13 +90,24 @@ def yes(ok: Optional[bool]) -> str:
     return "–" if ok is None else ("**met**" if ok else "**not met**")
 
 
-#: A section is flagged as measured on a busy machine when its 1-minute load average reached this
-#: fraction of the cores, or its CPU index moved by more than BUSY_INDEX between start and end.
-BUSY_LOAD_PER_CORE = 0.5
+#: A section is flagged as measured on a busy machine when the 1-minute load average at its start
+#: was at least the number of cores (the benchmarks themselves load the machine while they run, and
+#: the average lags, so its end value flags nothing), when its CPU index moved by more than
+#: BUSY_INDEX between start and end, or when it was more than BUSY_INDEX above the run's best.
 BUSY_INDEX = 0.15
 
 
-def env_note(b: dict[str, Any], cores: Optional[int]) -> str:
+def run_best_index(run: dict[str, Any]) -> Optional[float]:
+    """The lowest CPU index of a run (machine_info at its start, every section's start and end)."""
+    vals = [(run.get("machine") or {}).get("cpu_index_us")]
+    for b in (run.get("benchmarks") or {}).values():
+        env = b.get("env") or {}
+        vals += [(env.get(k) or {}).get("cpu_index_us") for k in ("start", "end")]
+    vals = [v for v in vals if v]
+    return min(vals) if vals else None
+
+
+def env_note(b: dict[str, Any], cores: Optional[int], best: Optional[float] = None) -> str:
     """'Load average (1 min) a → b, CPU index x → y µs' for a section, with a warning when the
     machine was busy (another process competing for the cores skews every comparison)."""
     env = b.get("env") or {}
@@ -108,19 +119,22 @@ def env_note(b: dict[str, Any], cores: Optional[int]) -> str:
     text = (f"Load average (1 min) {f(l0)} → {f(l1)}, CPU index {f(c0)} → {f(c1)} µs "
             f"(start → end of the section)")
     busy = []
-    if cores and max(x for x in (l0, l1, 0.0) if x is not None) >= BUSY_LOAD_PER_CORE * cores:
-        busy.append(f"load ≥ {BUSY_LOAD_PER_CORE * cores:g}")
+    if cores and l0 is not None and l0 >= cores:
+        busy.append(f"load {f(l0)} at the start on {cores} cores")
     if c0 and c1 and abs(c1 - c0) / min(c0, c1) > BUSY_INDEX:
         busy.append(f"CPU index moved {abs(c1 - c0) / min(c0, c1) * 100:.0f} %")
+    elif best and c0 and c1 and max(c0, c1) > best * (1 + BUSY_INDEX):
+        busy.append(f"CPU index {(max(c0, c1) / best - 1) * 100:.0f} % above the run's best")
     if busy:
-        text += f". **Busy machine ({', '.join(busy)}): compare with care.**"
+        return text + f". **Busy machine ({'; '.join(busy)}): compare with care.**"
     return text + "."
 
 
 def source(path: Path, run: dict[str, Any], b: dict[str, Any]) -> str:
     cores = (run.get("machine") or {}).get("cores")
     return (f"_Source: `bench/results/{path.name}` ({run.get('mode')} mode, {run.get('reps')} repetitions, "
-            f"finished {b.get('finished', '?')}, {b.get('seconds', '?')} s)._ {env_note(b, cores)}\n")
+            f"finished {b.get('finished', '?')}, {b.get('seconds', '?')} s)._ "
+            f"{env_note(b, cores, run_best_index(run))}\n")
 
 
 def machine_section(results: list[tuple[Path, dict[str, Any]]]) -> str:

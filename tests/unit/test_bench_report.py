@@ -125,8 +125,23 @@ def test_each_section_shows_load_and_cpu_index_at_start_and_end():
     assert "Busy" not in note
 
 
-def test_a_loaded_machine_is_flagged():
-    assert "Busy machine (load ≥ 1" in report.env_note(env(0.2, 1.6, 9.0, 9.1), cores=2)
+def test_a_machine_loaded_before_the_section_started_is_flagged():
+    assert "Busy machine (load 2.50 at the start on 2 cores)" in report.env_note(env(2.5, 1.0, 9.0, 9.1), cores=2)
+
+
+def test_load_the_section_made_itself_is_not_flagged():
+    assert "Busy" not in report.env_note(env(0.3, 2.4, 9.0, 9.1), cores=2)
+
+
+def test_a_cpu_index_above_the_runs_best_is_flagged():
+    note = report.env_note(env(0.2, 0.3, 11.0, 11.2), cores=2, best=9.0)
+    assert "CPU index 24 % above the run's best" in note
+
+
+def test_the_runs_best_index_looks_at_every_section():
+    run = {"machine": {"cpu_index_us": 10.0},
+           "benchmarks": {"a": env(0, 0, 9.5, 9.0), "b": {"status": "error"}}}
+    assert report.run_best_index(run) == 9.0
 
 
 def test_a_cpu_index_that_moved_is_flagged():
