@@ -5,6 +5,10 @@ Run: python bench/ari_app.py USER:PASSWORD NAME=http://HOST:PORT [NAME=http://HO
 
 The out-of-process alternative an Asterisk user would pick today: an asyncio application on
 aiohttp (HTTP keep-alive + websocket), one process for every node, like the FastAGI server.
+Plain REST rather than a client library: asyncari 0.20.6 (PyPI) installs and connects to
+Asterisk 22.10's ARI, but its swagger layer (httpx, anyio) would add its own cost per request, and
+the comparison is of ARI, not of a client library; this file is what such a library does for the
+few requests the routing needs.
 Each node's channels enter the Stasis application ``callservice``:
 
   sopA  Stasis(callservice,route,EXTEN,SOP1,SOP2,P1,P2,P3,P4): one GET .../variables reads
