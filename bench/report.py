@@ -220,7 +220,7 @@ def e2e_rows(b: dict[str, Any]) -> list[Row]:
                         None if not (cs and nat) else cs >= 0.95 * nat, note)]
     pc, pn = p99["callservice"], p99["native"]
     rows.append(("CallService p99 setup latency within +1 ms of native",
-                 f"{f(pc)} vs {f(pn)} ms (+{f(pc - pn) if pc is not None and pn is not None else '–'} ms)",
+                 f"{f(pc)} vs {f(pn)} ms ({f'{pc - pn:+.2f}' if pc is not None and pn is not None else '–'} ms)",
                  None if pc is None or pn is None else pc - pn <= 1.0, f"at {b.get('fixed_rate_cps')} calls/s"))
     parts, oks = [], []
     for other, label in (("ari", "ARI"), ("fastagi", "FastAGI")):

@@ -90,7 +90,13 @@ def test_at_the_same_rate_a_lower_p99_counts_as_ahead():
 
 def test_p99_more_than_one_ms_above_native_misses():
     b = e2e({"callservice": 150, "native": 150}, {"callservice": 9.6, "native": 8.5})
-    assert row(report.e2e_rows(b), "CallService p99")[2] is False
+    r = row(report.e2e_rows(b), "CallService p99")
+    assert r[2] is False and "(+1.10 ms)" in r[1]
+
+
+def test_p99_below_native_shows_a_negative_difference():
+    b = e2e({"callservice": 150, "native": 150}, {"callservice": 8.0, "native": 8.5})
+    assert "(-0.50 ms)" in row(report.e2e_rows(b), "CallService p99")[1]
 
 
 def test_an_older_run_without_ari_still_reports_the_fastagi_comparison():
@@ -177,3 +183,8 @@ def test_the_stress_suites_results_are_not_taken_for_a_benchmark_run(tmp_path, m
     (tmp_path / "stress-short.json").write_text('{"suite": "short"}')
     monkeypatch.setattr(report, "RESULTS_DIR", tmp_path)
     assert [p.name for p, _ in report.load_results()] == ["20261129-090527-full.json"]
+
+
+def test_a_peer_without_any_clean_step_is_behind():
+    assert report.ahead(100, 9.0, None, None) is True
+    assert report.ahead(None, None, 100, 9.0) is None
