@@ -75,6 +75,7 @@ class Node:
         self.session = aiohttp.ClientSession(headers={"Authorization": auth},
                                              connector=aiohttp.TCPConnector(limit=POOL))
         self.queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}   # channel id -> its events
+        self.forward: dict[str, str] = {}     # caller id -> outgoing channel id, while dialing
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def req(self, method: str, path: str, *, params: Optional[dict[str, str]] = None,
@@ -110,6 +111,9 @@ class Node:
         q_ = self.queues.get(chan)
         if q_ is not None:
             q_.put_nowait(ev)
+        fw = self.forward.get(chan)
+        if fw is not None and fw in self.queues:
+            self.queues[fw].put_nowait(ev)      # the dialing task sees the caller hang up
 
     async def guard(self, handler: Any, chan: str, args: list[str]) -> None:
         try:
@@ -161,6 +165,7 @@ class Node:
         gone = False
         q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.queues[out] = q
+        self.forward[chan] = out
         try:
             try:
                 await asyncio.gather(
@@ -171,8 +176,12 @@ class Node:
             except RuntimeError:
                 return "CHANUNAVAIL"
             # a created channel can join a bridge once it is in the application (its StasisStart)
-            while (await asyncio.wait_for(q.get(), 10)).get("type") != "StasisStart":
-                pass
+            while True:
+                ev = await asyncio.wait_for(q.get(), 10)
+                if ev.get("type") == "StasisStart" and ev["channel"]["id"] == out:
+                    break
+                if ev.get("type") in ("StasisEnd", "ChannelDestroyed"):   # either channel left
+                    return "CANCEL" if ev["channel"]["id"] == chan else "CHANUNAVAIL"
             await asyncio.gather(
                 self.req("POST", f"/channels/{out}/dial", params={"caller": chan, "timeout": "30"}),
                 self.req("POST", f"/bridges/{bridge}/addChannel", params={"channel": f"{chan},{out}"}))
@@ -180,6 +189,11 @@ class Node:
             while not gone:
                 ev = await q.get()
                 kind = ev.get("type")
+                if (ev.get("channel") or {}).get("id") == chan:      # the caller's own events
+                    if kind in ("StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"):
+                        status = status or "CANCEL"
+                        break                        # the finally hangs up the outgoing channel
+                    continue
                 if kind == "Dial" and ev.get("dialstatus") in FINAL_DIALSTATUS:
                     status = ev["dialstatus"]
                     if status != "ANSWER":
@@ -190,6 +204,7 @@ class Node:
             return status
         finally:
             self.queues.pop(out, None)
+            self.forward.pop(chan, None)
             for path in ([] if gone else [f"/channels/{out}"]) + [f"/bridges/{bridge}"]:
                 try:
                     await self.req("DELETE", path)
