@@ -177,12 +177,14 @@ def run(mode: Mode) -> dict[str, Any]:
                      hosts=hosts, extra_configs=lambda n: ari_configs(hosts[n])) as cl:
             a = cl["sopA"]
             ari = AriApp(hosts)
-            # warm-up: one call per implementation (first Python imports, first AGI connect)
+            # warm-up: one call per implementation (first Python imports, first AGI connect,
+            # the ARI application's first HTTP connections)
             for impl in IMPLS:
                 r = sipp_run(sipp, cl.hosts["sopA"], impl, 3, 3)
                 if r["answered"] != 3:
                     raise RuntimeError(f"warm-up calls through {impl} failed: {r}; sopA log tail:\n"
-                                       f"{a.log_text()[-3000:]}")
+                                       f"{a.log_text()[-3000:]}"
+                                       + (f"\nARI application log:\n{ari.log_text()[-2000:]}" if impl == "ari" else ""))
             settle(cl)
             fixed: dict[str, list[dict[str, Any]]] = {i: [] for i in IMPLS}
             for rep in range(mode.reps):
