@@ -20,7 +20,9 @@ parameters, done four ways:
                      then one POST of CS_STATUS/CS_SOP/CS_TRIED and continue
                sopB: Stasis(callservice,init): one GET of the four headers, one POST of CS_P1..CS_P4
 sopB then answers (Answer(,i)), waits 0.1 s and hangs up.
-Fixed rate: each repetition is one SIPp run at the same call rate; p50/p99 per run.
+Fixed rate: each repetition is one SIPp run at the same call rate; p50/p99 per run, and the CPU
+time (user + system, /proc/<pid>/stat, 10 ms ticks) that sopA, sopB and the implementation's own
+server process (FastAGI, ARI) used from the run's start until both SOPs had no channel left, per call.
 Setup times come from SIPp's -trace_msg timestamps (microseconds): first INVITE sent -> 200 OK
 received, per Call-ID.
 Rate search: steps of increasing call rate (each a SIPp run of step_seconds), the implementations
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from common import (ARI_PORT, CALLER_HOST, AriApp, Cluster, FastAgiServer, Mode, ari_configs, log, percentile,
-                    pick_host, release_host, stats, wait_no_channels)
+                    pick_host, proc_cpu_seconds, release_host, stats, wait_no_channels)
 
 IMPLS = ("callservice", "native", "fastagi", "ari")
 SERVICE = {"callservice": "cs", "native": "native", "fastagi": "agi", "ari": "ari"}
@@ -187,15 +189,22 @@ def run(mode: Mode) -> dict[str, Any]:
                                        + (f"\nARI application log:\n{ari.log_text()[-2000:]}" if impl == "ari" else ""))
             settle(cl)
             fixed: dict[str, list[dict[str, Any]]] = {i: [] for i in IMPLS}
+            procs = {"sopA": a.proc.pid, "sopB": cl["sopB"].proc.pid, "fastagi": agi.proc.pid, "ari": ari.proc.pid}
             for rep in range(mode.reps):
                 for impl in IMPLS:
-                    fixed[impl].append(sipp_run(sipp, cl.hosts["sopA"], impl, fixed_calls, fixed_rate))
+                    c0 = {k: proc_cpu_seconds(p) for k, p in procs.items()}
+                    r = sipp_run(sipp, cl.hosts["sopA"], impl, fixed_calls, fixed_rate)
                     settle(cl)
+                    r["cpu_ms_per_call"] = {k: (proc_cpu_seconds(p) - c0[k]) * 1e3 / fixed_calls
+                                            for k, p in procs.items() if k in ("sopA", "sopB", impl)}
+                    fixed[impl].append(r)
                 log(f"e2e fixed rep {rep + 1}/{mode.reps}: " + ", ".join(
                     f"{i} p50={fixed[i][-1]['p50_ms']} p99={fixed[i][-1]['p99_ms']} fail={fixed[i][-1]['failed']}"
                     for i in IMPLS))
             out["fixed"] = {i: {"p50_ms": stats([r["p50_ms"] for r in rows if r["p50_ms"] is not None]),
                                 "p99_ms": stats([r["p99_ms"] for r in rows if r["p99_ms"] is not None]),
+                                "cpu_ms_per_call": {k: stats([r["cpu_ms_per_call"][k] for r in rows])
+                                                    for k in rows[0]["cpu_ms_per_call"]},
                                 "failed_calls": sum(r["failed"] for r in rows),
                                 "calls": sum(r["calls"] for r in rows), "runs": rows}
                             for i, rows in fixed.items()}

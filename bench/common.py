@@ -312,6 +312,15 @@ def section_env() -> dict[str, Any]:
     return {"loadavg": loadavg(), "cpu_index_us": cpu_index_us(), "time": time.strftime("%H:%M:%S")}
 
 
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (/proc/<pid>/stat; 0.0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def loadavg() -> list[float]:
     try:
         return list(os.getloadavg())

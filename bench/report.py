@@ -371,13 +371,17 @@ def e2e_section(e: tuple[Path, dict[str, Any], dict[str, Any]]) -> str:
     out += ("SIPp → sopA → PJSIP trunk → sopB, the same routing with four parameters done by CallService, "
             "hand-written native dialplan, a FastAGI server and an ARI (Stasis) application (details in "
             "`bench/callservice_e2e.py`). Setup time = SIPp's INVITE to the "
-            "200 OK, from its message trace (µs timestamps).\n\n")
+            "200 OK, from its message trace (µs timestamps). CPU per call = user + system time each "
+            "process used from a run's start until no channel was left, over the run's calls (10 ms "
+            "ticks): the SOPs, and the FastAGI server or the ARI application for those versions.\n\n")
     fx = b.get("fixed", {})
     out += (f"**Fixed rate {b.get('fixed_rate_cps')} calls/s, {b.get('fixed_calls')} calls per repetition**\n\n"
-            "| Implementation | p50 setup ms (min / **median** / max) | p99 setup ms | Failed calls |\n"
-            "|---|---|---|---|\n")
+            "| Implementation | p50 setup ms (min / **median** / max) | p99 setup ms | Failed calls | "
+            "CPU ms per call (median): sopA / sopB / its server |\n"
+            "|---|---|---|---|---|\n")
     for impl, row in fx.items():
-        out += f"| {impl} | {mmm(row['p50_ms'])} | {mmm(row['p99_ms'])} | {row['failed_calls']} of {row['calls']} |\n"
+        out += (f"| {impl} | {mmm(row['p50_ms'])} | {mmm(row['p99_ms'])} | {row['failed_calls']} of {row['calls']} | "
+                f"{cpu_cell(impl, row.get('cpu_ms_per_call'))} |\n")
     rs = b.get("rate_search", {})
     out += (f"\n**Rate search** (steps of {b.get('step_seconds')} s; a call fails on no 200 OK or a setup over "
             "500 ms; clean = under 0.1 % failed)\n\n"
@@ -398,6 +402,16 @@ def e2e_section(e: tuple[Path, dict[str, Any], dict[str, Any]]) -> str:
     if b.get("badparams"):
         out += f"\n{b['badparams']} calls arrived with wrong parameters.\n"
     return out + "\n"
+
+
+def cpu_cell(impl: str, cpu: Optional[dict[str, Any]]) -> str:
+    """'sopA / sopB / server = total' CPU ms per call of a fixed-rate row ('–' for older runs)."""
+    if not cpu:
+        return "–"
+    parts = [med(cpu.get(n)) for n in ("sopA", "sopB")]
+    server = med(cpu.get(impl)) if impl in cpu else None
+    total = sum(x for x in parts + [server] if x is not None)
+    return (f"{f(parts[0])} / {f(parts[1])} / {f(server) if impl in cpu else 'none'} = {f(total)}")
 
 
 def failover_section(fo: tuple[Path, dict[str, Any], dict[str, Any]]) -> str:

@@ -188,3 +188,10 @@ def test_the_stress_suites_results_are_not_taken_for_a_benchmark_run(tmp_path, m
 def test_a_peer_without_any_clean_step_is_behind():
     assert report.ahead(100, 9.0, None, None) is True
     assert report.ahead(None, None, 100, 9.0) is None
+
+
+def test_cpu_per_call_adds_the_peer_servers_process():
+    cpu = {"sopA": st(1.5), "sopB": st(0.5), "ari": st(4.0)}
+    assert report.cpu_cell("ari", cpu) == "1.50 / 0.50 / 4.00 = 6.00"
+    assert report.cpu_cell("native", {"sopA": st(1.0), "sopB": st(0.5)}) == "1.00 / 0.50 / none = 1.50"
+    assert report.cpu_cell("native", None) == "–"
