@@ -172,9 +172,11 @@ static void apply_sets(struct ast_channel *chan, const char *sets, size_t len)
  * (builtins, slots, properties, repr or json of nested data, Python's own parser) would overflow
  * an Asterisk thread's stack long before Python raises RecursionError. So:
  *  - Python runs on a stack of its own. An Asterisk thread calling Python gets, on its first call,
- *    a PYAST_PYSTACK_SIZE mapping (memory is used only as deep as the code goes; unmapped when the
- *    thread ends), and each call from Asterisk into Python switches to it (pyast_stack_call(): a
- *    few instructions, x86-64). Elsewhere, or if the mapping fails, Python runs on the thread's
+ *    a PYAST_PYSTACK_SIZE mapping (memory is used only as deep as the code goes), and each call
+ *    from Asterisk into Python switches to it (pyast_stack_call(): a few instructions, x86-64).
+ *    When the thread ends, its stack goes to a pool of at most PYAST_PYSTACK_POOL for the next
+ *    new thread (every channel is a new thread: a fresh mapping would cost its first call two
+ *    system calls and a page fault per page Python touches), or is unmapped. Elsewhere, or if the mapping fails, Python runs on the thread's
  *    own stack with the smaller budget that leaves.
  *  - Each entry gets a recursion budget that fits the stack left: CPython's per-thread counter of
  *    recursion (3.11: all of it; 3.12 and 3.13: C-level only) is lowered to
@@ -189,6 +191,8 @@ static void apply_sets(struct ast_channel *chan, const char *sets, size_t len)
 #define PYAST_PYSTACK_SIZE (8 * 1024 * 1024)
 /*! Inaccessible pages below it: wide enough that no C frame steps over them. */
 #define PYAST_PYSTACK_GUARD (64 * 1024)
+/*! Stacks of ended threads kept for new ones (each holds only the pages Python touched). */
+#define PYAST_PYSTACK_POOL 64
 /*! An entry needs this many units of budget to run at all (its own frames, logging an error). */
 #define PYAST_MIN_UNITS 50
 
@@ -224,6 +228,7 @@ static void apply_sets(struct ast_channel *chan, const char *sets, size_t len)
 #endif
 #ifdef PYAST_ASAN
 #include <sanitizer/common_interface_defs.h>
+#include <sanitizer/asan_interface.h>
 #endif
 
 /*! What a C helper returns when Python code it led to was not run: recursion too deep. */
@@ -284,9 +289,45 @@ static size_t ast_thread_stack_size(void)
 static int thread_states; /*!< Python thread states pinned by live Asterisk threads */
 static int pystacks;      /*!< Python stacks mapped by live threads */
 
+/*! Stacks of ended threads, for new threads (pystack_map()). */
+AST_MUTEX_DEFINE_STATIC(pystack_pool_lock);
+static char *pystack_pool[PYAST_PYSTACK_POOL];
+static int pystack_pooled;
+
+/*! A stack (its usable part) back to the pool, or unmapped when the pool is full. */
+static void pystack_release(char *pystack)
+{
+#ifdef PYAST_ASAN
+	/* frames of the thread that ended may have left poisoned red zones on it */
+	ASAN_UNPOISON_MEMORY_REGION(pystack, PYAST_PYSTACK_SIZE);
+#endif
+	ast_mutex_lock(&pystack_pool_lock);
+	if (pystack_pooled < PYAST_PYSTACK_POOL) {
+		pystack_pool[pystack_pooled++] = pystack;
+		pystack = NULL;
+	}
+	ast_mutex_unlock(&pystack_pool_lock);
+	if (pystack) {
+		munmap(pystack - PYAST_PYSTACK_GUARD, PYAST_PYSTACK_SIZE + PYAST_PYSTACK_GUARD);
+	}
+}
+
+/*! A stack from the pool, or NULL when it is empty. */
+static char *pystack_reuse(void)
+{
+	char *pystack = NULL;
+
+	ast_mutex_lock(&pystack_pool_lock);
+	if (pystack_pooled) {
+		pystack = pystack_pool[--pystack_pooled];
+	}
+	ast_mutex_unlock(&pystack_pool_lock);
+	return pystack;
+}
+
 /*!
- * Thread storage destructor: drops the Python thread state pinned by python_enter() and unmaps
- * Python's stack. An Asterisk thread (one per channel) gets one Python thread state on its first
+ * Thread storage destructor: drops the Python thread state pinned by python_enter() and gives
+ * Python's stack back to the pool. An Asterisk thread (one per channel) gets one Python thread state on its first
  * call into Python and keeps it until it exits: creating and destroying one per call would cost
  * more than the call itself.
  */
@@ -303,7 +344,7 @@ static void thread_end(void *data)
 		ast_atomic_fetchadd_int(&thread_states, -1);
 	}
 	if (t->pystack) {
-		munmap(t->pystack - PYAST_PYSTACK_GUARD, PYAST_PYSTACK_SIZE + PYAST_PYSTACK_GUARD);
+		pystack_release(t->pystack);
 		ast_atomic_fetchadd_int(&pystacks, -1);
 	}
 	ast_free(t);
@@ -376,6 +417,10 @@ static int pystack_map(struct pyast_thread *t)
 	if (t->pystack || t->pystack_failed) {
 		return t->pystack ? 0 : -1;
 	}
+	if ((t->pystack = pystack_reuse())) {
+		ast_atomic_fetchadd_int(&pystacks, +1);
+		return 0;
+	}
 	map = mmap(NULL, PYAST_PYSTACK_SIZE + PYAST_PYSTACK_GUARD, PROT_READ | PROT_WRITE,
 		MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
 	if (map == MAP_FAILED || mprotect(map, PYAST_PYSTACK_GUARD, PROT_NONE)) {
@@ -409,6 +454,59 @@ static PyGILState_STATE python_enter(struct pyast_thread *t)
 	return gil;
 }
 
+/* ---- waiting for the GIL ---- */
+
+/*!
+ * The GIL's "locked" flag (csrc/gil_state.c), NULL when it cannot be read (free-threaded
+ * Python). Read only, relaxed: a hint, never a lock.
+ */
+const int *pyast_gil_locked_flag(void);
+static const int *gil_locked;
+
+#ifndef PYAST_GIL_SPIN_NS
+#define PYAST_GIL_SPIN_NS 20000 /*!< the longest an entry spins before it sleeps on the GIL */
+#endif
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+/*!
+ * Before taking the GIL: when another thread holds it, wait for it to be released by spinning
+ * for at most PYAST_GIL_SPIN_NS, instead of going to sleep on it at once as PyGILState_Ensure()
+ * does. Entries hold the GIL for a few microseconds: sleeping costs a futex wait, a wake-up
+ * syscall in the holder and two context switches, more than the entry itself, and with many
+ * channels most entries would sleep (docs/BENCHMARKS.md, "Concurrency"). Another thread may
+ * still take the GIL first; then PyGILState_Ensure() sleeps as before.
+ */
+static void gil_wait(void)
+{
+	struct timespec start, now;
+	int i;
+
+	if (!gil_locked || !__atomic_load_n(gil_locked, __ATOMIC_RELAXED)) {
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		for (i = 0; i < 64; i++) {
+			cpu_relax();
+			if (!__atomic_load_n(gil_locked, __ATOMIC_RELAXED)) {
+				return;
+			}
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - start.tv_sec) * 1000000000L + (now.tv_nsec - start.tv_nsec) > PYAST_GIL_SPIN_NS) {
+			return;
+		}
+	}
+}
+
 /*! One call from Asterisk into Python, run by python_call(). */
 struct pyast_job {
 	const char *what;           /*!< for messages: "Application", "Function", ... */
@@ -432,6 +530,9 @@ static void job_run(void *data)
 #endif
 
 	if (units >= PYAST_MIN_UNITS) {
+		if (!t->nesting) {
+			gil_wait();
+		}
 		t->nesting++;
 		gil = python_enter(t);
 #ifdef PYAST_UNITS
@@ -585,6 +686,43 @@ struct pyast_result {
 	size_t setslen;
 };
 
+/*! Names looked up recently, as Python strings (their hash computed once). GIL held. */
+#define PYAST_KEY_CACHE 64
+#define PYAST_KEY_CACHED_LEN 48
+static struct {
+	char name[PYAST_KEY_CACHED_LEN];
+	PyObject *str;
+} key_cache[PYAST_KEY_CACHE];
+
+/*!
+ * \a key as a Python string (a new reference), from a small cache: a call does not build and
+ * hash its name each time. Direct-mapped by a hash of the name, checked by comparing it.
+ */
+static PyObject *entry_key(const char *key)
+{
+	unsigned int h = 2166136261u; /* FNV-1a */
+	const char *c;
+	size_t len;
+	PyObject *str;
+
+	for (c = key; *c; c++) {
+		h = (h ^ (unsigned char) *c) * 16777619u;
+	}
+	len = c - key;
+	h %= PYAST_KEY_CACHE;
+	if (key_cache[h].str && !strcmp(key_cache[h].name, key)) {
+		return Py_NewRef(key_cache[h].str);
+	}
+	if (!(str = PyUnicode_FromStringAndSize(key, len))) {
+		return NULL;
+	}
+	if (len < PYAST_KEY_CACHED_LEN) {
+		Py_XSETREF(key_cache[h].str, Py_NewRef(str));
+		memcpy(key_cache[h].name, key, len + 1);
+	}
+	return str;
+}
+
 /*!
  * Look up the entry for \a key in \a kind's table and call it as
  * entry(call_address, channel_address_or_None, [value,] *arguments). GIL held.
@@ -598,7 +736,7 @@ static int call_entry(enum pyast_kind kind, const char *key, struct pyast_call *
 	Py_ssize_t n = 0, i;
 
 	memset(out, 0, sizeof(*out));
-	if (!(name = PyUnicode_FromString(key))) {
+	if (!(name = entry_key(key))) {
 		log_python_exception("pbx_python: cannot pass a name to Python");
 		return -1;
 	}
@@ -1546,6 +1684,72 @@ static int promote_libpython(void)
 	return 0;
 }
 
+/* ---- Python's arenas: kept for reuse instead of unmapped at once ---- */
+
+/*
+ * CPython maps memory for its small-object arenas and for each thread state's frame stack
+ * ("data stack", 16 KB to start with) through its arena allocator, and unmaps it when freed.
+ * Every channel is a new Asterisk thread with a new thread state: without this, each one's
+ * first Python call mapped a data stack, took a page fault on each of its pages, and unmapped
+ * it when the thread ended (docs/BENCHMARKS.md, "First call on a new thread"). This allocator
+ * keeps up to PYAST_ARENA_KEEP freed blocks (of PYAST_ARENA_KEEP_MAX bytes or less) for the
+ * next request of the same size; anything else goes to the default allocator.
+ */
+#define PYAST_ARENA_KEEP 64
+#define PYAST_ARENA_KEEP_MAX (64 * 1024)
+
+static PyObjectArenaAllocator arena_default;
+static struct {
+	void *ptr;
+	size_t size;
+} arena_kept[PYAST_ARENA_KEEP];
+static int arena_nkept;
+AST_MUTEX_DEFINE_STATIC(arena_lock); /* called with the GIL held, but not every caller is known */
+
+static void *arena_alloc(void *ctx, size_t size)
+{
+	void *ptr = NULL;
+	int i;
+
+	if (size <= PYAST_ARENA_KEEP_MAX) {
+		ast_mutex_lock(&arena_lock);
+		for (i = arena_nkept - 1; i >= 0; i--) {
+			if (arena_kept[i].size == size) {
+				ptr = arena_kept[i].ptr;
+				arena_kept[i] = arena_kept[--arena_nkept];
+				break;
+			}
+		}
+		ast_mutex_unlock(&arena_lock);
+	}
+	return ptr ? ptr : arena_default.alloc(arena_default.ctx, size);
+}
+
+static void arena_free(void *ctx, void *ptr, size_t size)
+{
+	if (ptr && size <= PYAST_ARENA_KEEP_MAX) {
+		ast_mutex_lock(&arena_lock);
+		if (arena_nkept < PYAST_ARENA_KEEP) {
+			arena_kept[arena_nkept].ptr = ptr;
+			arena_kept[arena_nkept++].size = size;
+			ptr = NULL;
+		}
+		ast_mutex_unlock(&arena_lock);
+	}
+	if (ptr) {
+		arena_default.free(arena_default.ctx, ptr, size);
+	}
+}
+
+/*! Before Python starts: the caching arena allocator in front of CPython's own. */
+static void arena_install(void)
+{
+	PyObjectArenaAllocator mine = { .ctx = NULL, .alloc = arena_alloc, .free = arena_free };
+
+	PyObject_GetArenaAllocator(&arena_default);
+	PyObject_SetArenaAllocator(&mine);
+}
+
 static int start_python(const char *executable)
 {
 	PyConfig config;
@@ -1566,11 +1770,13 @@ static int start_python(const char *executable)
 			goto failed;
 		}
 	}
+	arena_install();
 	status = Py_InitializeFromConfig(&config);
 	if (PyStatus_Exception(status)) {
 		goto failed;
 	}
 	PyConfig_Clear(&config);
+	gil_locked = pyast_gil_locked_flag();
 	PyEval_SaveThread(); /* cffi expects to take the GIL itself */
 	return 0;
 
