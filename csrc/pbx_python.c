@@ -463,9 +463,26 @@ static PyGILState_STATE python_enter(struct pyast_thread *t)
 const int *pyast_gil_locked_flag(void);
 static const int *gil_locked;
 
-#ifndef PYAST_GIL_SPIN_NS
-#define PYAST_GIL_SPIN_NS 20000 /*!< the longest an entry spins before it sleeps on the GIL */
-#endif
+/*! The longest an entry spins before it sleeps on the GIL: pbx_python.conf gil_spin (µs). */
+#define PYAST_GIL_SPIN_DEFAULT_US 20
+#define PYAST_GIL_SPIN_MAX_US 1000
+static long gil_spin_ns = PYAST_GIL_SPIN_DEFAULT_US * 1000L;
+
+/*! [general] gil_spin from pbx_python.conf (validated and reported by Python's config). */
+static void gil_spin_configure(const char *value)
+{
+	char *end;
+	long us = PYAST_GIL_SPIN_DEFAULT_US;
+
+	if (!ast_strlen_zero(value)) {
+		errno = 0;
+		us = strtol(value, &end, 10);
+		if (errno || end == value || *ast_skip_blanks(end) || us < 0 || us > PYAST_GIL_SPIN_MAX_US) {
+			us = PYAST_GIL_SPIN_DEFAULT_US;
+		}
+	}
+	gil_spin_ns = us * 1000L;
+}
 
 static inline void cpu_relax(void)
 {
@@ -478,7 +495,7 @@ static inline void cpu_relax(void)
 
 /*!
  * Before taking the GIL: when another thread holds it, wait for it to be released by spinning
- * for at most PYAST_GIL_SPIN_NS, instead of going to sleep on it at once as PyGILState_Ensure()
+ * for at most gil_spin_ns, instead of going to sleep on it at once as PyGILState_Ensure()
  * does. Entries hold the GIL for a few microseconds: sleeping costs a futex wait, a wake-up
  * syscall in the holder and two context switches, more than the entry itself, and with many
  * channels most entries would sleep (docs/BENCHMARKS.md, "Concurrency"). Another thread may
@@ -489,7 +506,7 @@ static void gil_wait(void)
 	struct timespec start, now;
 	int i;
 
-	if (!gil_locked || !__atomic_load_n(gil_locked, __ATOMIC_RELAXED)) {
+	if (!gil_locked || !gil_spin_ns || !__atomic_load_n(gil_locked, __ATOMIC_RELAXED)) {
 		return;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &start);
@@ -501,7 +518,7 @@ static void gil_wait(void)
 			}
 		}
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		if ((now.tv_sec - start.tv_sec) * 1000000000L + (now.tv_nsec - start.tv_nsec) > PYAST_GIL_SPIN_NS) {
+		if ((now.tv_sec - start.tv_sec) * 1000000000L + (now.tv_nsec - start.tv_nsec) > gil_spin_ns) {
 			return;
 		}
 	}
@@ -1984,6 +2001,7 @@ static int load_module(void)
 		return AST_MODULE_LOAD_DECLINE;
 	}
 	python_started = 1;
+	gil_spin_configure(config_value(items, n, "general", "gil_spin"));
 	/* Failures in the configured Python modules are logged by Python; the module stays loaded so
 	 * that fixing the code and 'module reload pbx_python.so' is enough. */
 	load_python_modules(items, n, 0);
@@ -2006,6 +2024,9 @@ static int reload_module(void)
 		return -1;
 	}
 	res = load_python_modules(items, n, 1);
+	if (!res) { /* a refused configuration keeps everything as it was */
+		gil_spin_configure(config_value(items, n, "general", "gil_spin"));
+	}
 	free_config(items, n);
 	return res ? -1 : 0;
 }
