@@ -454,19 +454,16 @@ static PyGILState_STATE python_enter(struct pyast_thread *t)
 	return gil;
 }
 
-/* ---- waiting for the GIL ---- */
+/* ---- waiting for the GIL (csrc/gil_handoff.c) ---- */
 
-/*!
- * The GIL's "locked" flag (csrc/gil_state.c), NULL when it cannot be read (free-threaded
- * Python). Read only, relaxed: a hint, never a lock.
- */
-const int *pyast_gil_locked_flag(void);
-static const int *gil_locked;
+void pyast_gil_handoff_init(void);
+void pyast_gil_handoff_spin(long ns);
+int pyast_gil_handoff_enter(void);
+void pyast_gil_handoff_leave(void);
 
-/*! The longest an entry spins before it sleeps on the GIL: pbx_python.conf gil_spin (µs). */
+/*! How long the first thread in line for the GIL spins: pbx_python.conf gil_spin (µs). */
 #define PYAST_GIL_SPIN_DEFAULT_US 20
 #define PYAST_GIL_SPIN_MAX_US 1000
-static long gil_spin_ns = PYAST_GIL_SPIN_DEFAULT_US * 1000L;
 
 /*! [general] gil_spin from pbx_python.conf (validated and reported by Python's config). */
 static void gil_spin_configure(const char *value)
@@ -481,47 +478,7 @@ static void gil_spin_configure(const char *value)
 			us = PYAST_GIL_SPIN_DEFAULT_US;
 		}
 	}
-	gil_spin_ns = us * 1000L;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
-}
-
-/*!
- * Before taking the GIL: when another thread holds it, wait for it to be released by spinning
- * for at most gil_spin_ns, instead of going to sleep on it at once as PyGILState_Ensure()
- * does. Entries hold the GIL for a few microseconds: sleeping costs a futex wait, a wake-up
- * syscall in the holder and two context switches, more than the entry itself, and with many
- * channels most entries would sleep (docs/BENCHMARKS.md, "Concurrency"). Another thread may
- * still take the GIL first; then PyGILState_Ensure() sleeps as before.
- */
-static void gil_wait(void)
-{
-	struct timespec start, now;
-	int i;
-
-	if (!gil_locked || !gil_spin_ns || !__atomic_load_n(gil_locked, __ATOMIC_RELAXED)) {
-		return;
-	}
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	for (;;) {
-		for (i = 0; i < 64; i++) {
-			cpu_relax();
-			if (!__atomic_load_n(gil_locked, __ATOMIC_RELAXED)) {
-				return;
-			}
-		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if ((now.tv_sec - start.tv_sec) * 1000000000L + (now.tv_nsec - start.tv_nsec) > gil_spin_ns) {
-			return;
-		}
-	}
+	pyast_gil_handoff_spin(us * 1000L);
 }
 
 /*! One call from Asterisk into Python, run by python_call(). */
@@ -547,11 +504,15 @@ static void job_run(void *data)
 #endif
 
 	if (units >= PYAST_MIN_UNITS) {
-		if (!t->nesting) {
-			gil_wait();
-		}
+		/* the outermost entry on this thread queues for the GIL (a nested one may be running
+		 * inside Python code that released the GIL for a C call: it takes it directly) */
+		int queued = !t->nesting && pyast_gil_handoff_enter();
+
 		t->nesting++;
 		gil = python_enter(t);
+		if (queued) {
+			pyast_gil_handoff_leave();
+		}
 #ifdef PYAST_UNITS
 		ts = PyThreadState_Get();
 		lowered = PYAST_UNITS(ts) > units ? PYAST_UNITS(ts) - units : 0;
@@ -1793,7 +1754,7 @@ static int start_python(const char *executable)
 		goto failed;
 	}
 	PyConfig_Clear(&config);
-	gil_locked = pyast_gil_locked_flag();
+	pyast_gil_handoff_init();
 	PyEval_SaveThread(); /* cffi expects to take the GIL itself */
 	return 0;
 

@@ -282,8 +282,8 @@ class Channel:
         return int(res)
 
     def is_hungup(self) -> bool:
-        self._check()
-        self._flush()
+        """True once the channel has hung up. Pending assignments stay pending: no assignment
+        can hang a channel up, so they need not be applied first (one C call, not two)."""
         return bool(ast.lib().pyast_check_hangup(self._c()))
 
     # ---- batching ----
