@@ -284,7 +284,8 @@ class Channel:
     def is_hungup(self) -> bool:
         """True once the channel has hung up. Pending assignments stay pending: no assignment
         can hang a channel up, so they need not be applied first (one C call, not two)."""
-        return bool(ast.lib().pyast_check_hangup(self._c()))
+        chan = self._c()    # checks first: a gone Channel raises before any C call
+        return bool(ast.lib().pyast_check_hangup(chan))
 
     # ---- batching ----
     def _outp(self) -> Any:
