@@ -50,6 +50,8 @@ struct pyast_stack_info {
     int units;
     int c_limit;
     int stacks;
+    int pooled;
+    int created;
 };
 
 struct pyast_out {

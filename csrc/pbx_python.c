@@ -91,6 +91,8 @@ struct pyast_stack_info {
 	int units;                  /*!< budget of a call from Asterisk, at most (0: not set by us) */
 	int c_limit;                /*!< CPython's own limit of C-level recursion (0: none of its own) */
 	int stacks;                 /*!< Python stacks mapped by live threads */
+	int pooled;                 /*!< stacks of ended threads kept for new ones */
+	int created;                /*!< stacks mapped since Python started */
 };
 
 /*! Text returned by Python (CLI output); valid until Python's next call on this thread. */
@@ -288,6 +290,7 @@ static size_t ast_thread_stack_size(void)
 
 static int thread_states; /*!< Python thread states pinned by live Asterisk threads */
 static int pystacks;      /*!< Python stacks mapped by live threads */
+static int pystacks_created; /*!< Python stacks mapped since the start (not taken from the pool) */
 
 /*! Stacks of ended threads, for new threads (pystack_map()). */
 AST_MUTEX_DEFINE_STATIC(pystack_pool_lock);
@@ -435,6 +438,7 @@ static int pystack_map(struct pyast_thread *t)
 	}
 	t->pystack = map + PYAST_PYSTACK_GUARD;
 	ast_atomic_fetchadd_int(&pystacks, +1);
+	ast_atomic_fetchadd_int(&pystacks_created, +1);
 	return 0;
 }
 #endif
@@ -1568,6 +1572,10 @@ static void pyast_stack_info(struct pyast_stack_info *info)
 	info->c_limit = C_RECURSION_LIMIT;
 #endif
 	info->stacks = ast_atomic_fetchadd_int(&pystacks, 0);
+	ast_mutex_lock(&pystack_pool_lock);
+	info->pooled = pystack_pooled;
+	ast_mutex_unlock(&pystack_pool_lock);
+	info->created = ast_atomic_fetchadd_int(&pystacks_created, 0);
 }
 
 static void pyast_manager_event(const char *event, const char *body)
