@@ -67,7 +67,7 @@ $(VENV)/.deps-ok: setup.py | $(VENV)/.apt-ok
 asterisk:
 	bash contrib/build-asterisk.sh
 
-build/pbx_python.so: $(VENV)/.deps-ok csrc/pbx_python.c csrc/build_module.py
+build/pbx_python.so: $(VENV)/.deps-ok csrc/pbx_python.c csrc/gil_handoff.c csrc/build_module.py
 	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) setup.py -q build_module
 
 module: asterisk build/pbx_python.so
@@ -75,7 +75,7 @@ module: asterisk build/pbx_python.so
 asterisk-asan:
 	bash contrib/build-asterisk.sh --asan
 
-$(ASAN_BUILD)/pbx_python.so: $(VENV)/.deps-ok csrc/pbx_python.c csrc/build_module.py
+$(ASAN_BUILD)/pbx_python.so: $(VENV)/.deps-ok csrc/pbx_python.c csrc/gil_handoff.c csrc/build_module.py
 	ASTERISK_PREFIX="$$($(ASAN_PREFIX_CMD))" PBX_PYTHON_CFLAGS="$(ASAN_CFLAGS)" \
 	  PBX_PYTHON_LDFLAGS="-fsanitize=address" $(PY) setup.py -q build_module --build-dir $(ASAN_BUILD)
 

@@ -50,6 +50,8 @@ struct pyast_stack_info {
     int units;
     int c_limit;
     int stacks;
+    int pooled;
+    int created;
 };
 
 struct pyast_out {
@@ -138,6 +140,7 @@ def build(asterisk_include: Path, out_dir: Path, python: str | None = None,
     ffi.set_source(
         "_pbx_python_shim",
         '#include "pbx_python.c"\n',
+        sources=[str(HERE / "gil_handoff.c")],
         include_dirs=[str(HERE), str(asterisk_include)],
         define_macros=[
             ("AST_MODULE", '"pbx_python"'),

@@ -91,6 +91,8 @@ struct pyast_stack_info {
 	int units;                  /*!< budget of a call from Asterisk, at most (0: not set by us) */
 	int c_limit;                /*!< CPython's own limit of C-level recursion (0: none of its own) */
 	int stacks;                 /*!< Python stacks mapped by live threads */
+	int pooled;                 /*!< stacks of ended threads kept for new ones */
+	int created;                /*!< stacks mapped since Python started */
 };
 
 /*! Text returned by Python (CLI output); valid until Python's next call on this thread. */
@@ -172,9 +174,11 @@ static void apply_sets(struct ast_channel *chan, const char *sets, size_t len)
  * (builtins, slots, properties, repr or json of nested data, Python's own parser) would overflow
  * an Asterisk thread's stack long before Python raises RecursionError. So:
  *  - Python runs on a stack of its own. An Asterisk thread calling Python gets, on its first call,
- *    a PYAST_PYSTACK_SIZE mapping (memory is used only as deep as the code goes; unmapped when the
- *    thread ends), and each call from Asterisk into Python switches to it (pyast_stack_call(): a
- *    few instructions, x86-64). Elsewhere, or if the mapping fails, Python runs on the thread's
+ *    a PYAST_PYSTACK_SIZE mapping (memory is used only as deep as the code goes), and each call
+ *    from Asterisk into Python switches to it (pyast_stack_call(): a few instructions, x86-64).
+ *    When the thread ends, its stack goes to a pool of at most PYAST_PYSTACK_POOL for the next
+ *    new thread (every channel is a new thread: a fresh mapping would cost its first call two
+ *    system calls and a page fault per page Python touches), or is unmapped. Elsewhere, or if the mapping fails, Python runs on the thread's
  *    own stack with the smaller budget that leaves.
  *  - Each entry gets a recursion budget that fits the stack left: CPython's per-thread counter of
  *    recursion (3.11: all of it; 3.12 and 3.13: C-level only) is lowered to
@@ -189,6 +193,8 @@ static void apply_sets(struct ast_channel *chan, const char *sets, size_t len)
 #define PYAST_PYSTACK_SIZE (8 * 1024 * 1024)
 /*! Inaccessible pages below it: wide enough that no C frame steps over them. */
 #define PYAST_PYSTACK_GUARD (64 * 1024)
+/*! Stacks of ended threads kept for new ones (each holds only the pages Python touched). */
+#define PYAST_PYSTACK_POOL 64
 /*! An entry needs this many units of budget to run at all (its own frames, logging an error). */
 #define PYAST_MIN_UNITS 50
 
@@ -224,6 +230,7 @@ static void apply_sets(struct ast_channel *chan, const char *sets, size_t len)
 #endif
 #ifdef PYAST_ASAN
 #include <sanitizer/common_interface_defs.h>
+#include <sanitizer/asan_interface.h>
 #endif
 
 /*! What a C helper returns when Python code it led to was not run: recursion too deep. */
@@ -283,10 +290,47 @@ static size_t ast_thread_stack_size(void)
 
 static int thread_states; /*!< Python thread states pinned by live Asterisk threads */
 static int pystacks;      /*!< Python stacks mapped by live threads */
+static int pystacks_created; /*!< Python stacks mapped since the start (not taken from the pool) */
+
+/*! Stacks of ended threads, for new threads (pystack_map()). */
+AST_MUTEX_DEFINE_STATIC(pystack_pool_lock);
+static char *pystack_pool[PYAST_PYSTACK_POOL];
+static int pystack_pooled;
+
+/*! A stack (its usable part) back to the pool, or unmapped when the pool is full. */
+static void pystack_release(char *pystack)
+{
+#ifdef PYAST_ASAN
+	/* frames of the thread that ended may have left poisoned red zones on it */
+	ASAN_UNPOISON_MEMORY_REGION(pystack, PYAST_PYSTACK_SIZE);
+#endif
+	ast_mutex_lock(&pystack_pool_lock);
+	if (pystack_pooled < PYAST_PYSTACK_POOL) {
+		pystack_pool[pystack_pooled++] = pystack;
+		pystack = NULL;
+	}
+	ast_mutex_unlock(&pystack_pool_lock);
+	if (pystack) {
+		munmap(pystack - PYAST_PYSTACK_GUARD, PYAST_PYSTACK_SIZE + PYAST_PYSTACK_GUARD);
+	}
+}
+
+/*! A stack from the pool, or NULL when it is empty. */
+static char *pystack_reuse(void)
+{
+	char *pystack = NULL;
+
+	ast_mutex_lock(&pystack_pool_lock);
+	if (pystack_pooled) {
+		pystack = pystack_pool[--pystack_pooled];
+	}
+	ast_mutex_unlock(&pystack_pool_lock);
+	return pystack;
+}
 
 /*!
- * Thread storage destructor: drops the Python thread state pinned by python_enter() and unmaps
- * Python's stack. An Asterisk thread (one per channel) gets one Python thread state on its first
+ * Thread storage destructor: drops the Python thread state pinned by python_enter() and gives
+ * Python's stack back to the pool. An Asterisk thread (one per channel) gets one Python thread state on its first
  * call into Python and keeps it until it exits: creating and destroying one per call would cost
  * more than the call itself.
  */
@@ -303,7 +347,7 @@ static void thread_end(void *data)
 		ast_atomic_fetchadd_int(&thread_states, -1);
 	}
 	if (t->pystack) {
-		munmap(t->pystack - PYAST_PYSTACK_GUARD, PYAST_PYSTACK_SIZE + PYAST_PYSTACK_GUARD);
+		pystack_release(t->pystack);
 		ast_atomic_fetchadd_int(&pystacks, -1);
 	}
 	ast_free(t);
@@ -376,6 +420,10 @@ static int pystack_map(struct pyast_thread *t)
 	if (t->pystack || t->pystack_failed) {
 		return t->pystack ? 0 : -1;
 	}
+	if ((t->pystack = pystack_reuse())) {
+		ast_atomic_fetchadd_int(&pystacks, +1);
+		return 0;
+	}
 	map = mmap(NULL, PYAST_PYSTACK_SIZE + PYAST_PYSTACK_GUARD, PROT_READ | PROT_WRITE,
 		MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
 	if (map == MAP_FAILED || mprotect(map, PYAST_PYSTACK_GUARD, PROT_NONE)) {
@@ -390,6 +438,7 @@ static int pystack_map(struct pyast_thread *t)
 	}
 	t->pystack = map + PYAST_PYSTACK_GUARD;
 	ast_atomic_fetchadd_int(&pystacks, +1);
+	ast_atomic_fetchadd_int(&pystacks_created, +1);
 	return 0;
 }
 #endif
@@ -407,6 +456,33 @@ static PyGILState_STATE python_enter(struct pyast_thread *t)
 		ast_atomic_fetchadd_int(&thread_states, +1);
 	}
 	return gil;
+}
+
+/* ---- waiting for the GIL (csrc/gil_handoff.c) ---- */
+
+void pyast_gil_handoff_init(void);
+void pyast_gil_handoff_spin(long ns);
+int pyast_gil_handoff_enter(void);
+void pyast_gil_handoff_leave(void);
+
+/*! How long the first thread in line for the GIL spins: pbx_python.conf gil_spin (µs). */
+#define PYAST_GIL_SPIN_DEFAULT_US 20
+#define PYAST_GIL_SPIN_MAX_US 1000
+
+/*! [general] gil_spin from pbx_python.conf (validated and reported by Python's config). */
+static void gil_spin_configure(const char *value)
+{
+	char *end;
+	long us = PYAST_GIL_SPIN_DEFAULT_US;
+
+	if (!ast_strlen_zero(value)) {
+		errno = 0;
+		us = strtol(value, &end, 10);
+		if (errno || end == value || *ast_skip_blanks(end) || us < 0 || us > PYAST_GIL_SPIN_MAX_US) {
+			us = PYAST_GIL_SPIN_DEFAULT_US;
+		}
+	}
+	pyast_gil_handoff_spin(us * 1000L);
 }
 
 /*! One call from Asterisk into Python, run by python_call(). */
@@ -432,8 +508,15 @@ static void job_run(void *data)
 #endif
 
 	if (units >= PYAST_MIN_UNITS) {
+		/* the outermost entry on this thread queues for the GIL (a nested one may be running
+		 * inside Python code that released the GIL for a C call: it takes it directly) */
+		int queued = !t->nesting && pyast_gil_handoff_enter();
+
 		t->nesting++;
 		gil = python_enter(t);
+		if (queued) {
+			pyast_gil_handoff_leave();
+		}
 #ifdef PYAST_UNITS
 		ts = PyThreadState_Get();
 		lowered = PYAST_UNITS(ts) > units ? PYAST_UNITS(ts) - units : 0;
@@ -585,6 +668,43 @@ struct pyast_result {
 	size_t setslen;
 };
 
+/*! Names looked up recently, as Python strings (their hash computed once). GIL held. */
+#define PYAST_KEY_CACHE 64
+#define PYAST_KEY_CACHED_LEN 48
+static struct {
+	char name[PYAST_KEY_CACHED_LEN];
+	PyObject *str;
+} key_cache[PYAST_KEY_CACHE];
+
+/*!
+ * \a key as a Python string (a new reference), from a small cache: a call does not build and
+ * hash its name each time. Direct-mapped by a hash of the name, checked by comparing it.
+ */
+static PyObject *entry_key(const char *key)
+{
+	unsigned int h = 2166136261u; /* FNV-1a */
+	const char *c;
+	size_t len;
+	PyObject *str;
+
+	for (c = key; *c; c++) {
+		h = (h ^ (unsigned char) *c) * 16777619u;
+	}
+	len = c - key;
+	h %= PYAST_KEY_CACHE;
+	if (key_cache[h].str && !strcmp(key_cache[h].name, key)) {
+		return Py_NewRef(key_cache[h].str);
+	}
+	if (!(str = PyUnicode_FromStringAndSize(key, len))) {
+		return NULL;
+	}
+	if (len < PYAST_KEY_CACHED_LEN) {
+		Py_XSETREF(key_cache[h].str, Py_NewRef(str));
+		memcpy(key_cache[h].name, key, len + 1);
+	}
+	return str;
+}
+
 /*!
  * Look up the entry for \a key in \a kind's table and call it as
  * entry(call_address, channel_address_or_None, [value,] *arguments). GIL held.
@@ -598,7 +718,7 @@ static int call_entry(enum pyast_kind kind, const char *key, struct pyast_call *
 	Py_ssize_t n = 0, i;
 
 	memset(out, 0, sizeof(*out));
-	if (!(name = PyUnicode_FromString(key))) {
+	if (!(name = entry_key(key))) {
 		log_python_exception("pbx_python: cannot pass a name to Python");
 		return -1;
 	}
@@ -1452,6 +1572,10 @@ static void pyast_stack_info(struct pyast_stack_info *info)
 	info->c_limit = C_RECURSION_LIMIT;
 #endif
 	info->stacks = ast_atomic_fetchadd_int(&pystacks, 0);
+	ast_mutex_lock(&pystack_pool_lock);
+	info->pooled = pystack_pooled;
+	ast_mutex_unlock(&pystack_pool_lock);
+	info->created = ast_atomic_fetchadd_int(&pystacks_created, 0);
 }
 
 static void pyast_manager_event(const char *event, const char *body)
@@ -1546,6 +1670,72 @@ static int promote_libpython(void)
 	return 0;
 }
 
+/* ---- Python's arenas: kept for reuse instead of unmapped at once ---- */
+
+/*
+ * CPython maps memory for its small-object arenas and for each thread state's frame stack
+ * ("data stack", 16 KB to start with) through its arena allocator, and unmaps it when freed.
+ * Every channel is a new Asterisk thread with a new thread state: without this, each one's
+ * first Python call mapped a data stack, took a page fault on each of its pages, and unmapped
+ * it when the thread ended (docs/BENCHMARKS.md, "First call on a new thread"). This allocator
+ * keeps up to PYAST_ARENA_KEEP freed blocks (of PYAST_ARENA_KEEP_MAX bytes or less) for the
+ * next request of the same size; anything else goes to the default allocator.
+ */
+#define PYAST_ARENA_KEEP 64
+#define PYAST_ARENA_KEEP_MAX (64 * 1024)
+
+static PyObjectArenaAllocator arena_default;
+static struct {
+	void *ptr;
+	size_t size;
+} arena_kept[PYAST_ARENA_KEEP];
+static int arena_nkept;
+AST_MUTEX_DEFINE_STATIC(arena_lock); /* called with the GIL held, but not every caller is known */
+
+static void *arena_alloc(void *ctx, size_t size)
+{
+	void *ptr = NULL;
+	int i;
+
+	if (size <= PYAST_ARENA_KEEP_MAX) {
+		ast_mutex_lock(&arena_lock);
+		for (i = arena_nkept - 1; i >= 0; i--) {
+			if (arena_kept[i].size == size) {
+				ptr = arena_kept[i].ptr;
+				arena_kept[i] = arena_kept[--arena_nkept];
+				break;
+			}
+		}
+		ast_mutex_unlock(&arena_lock);
+	}
+	return ptr ? ptr : arena_default.alloc(arena_default.ctx, size);
+}
+
+static void arena_free(void *ctx, void *ptr, size_t size)
+{
+	if (ptr && size <= PYAST_ARENA_KEEP_MAX) {
+		ast_mutex_lock(&arena_lock);
+		if (arena_nkept < PYAST_ARENA_KEEP) {
+			arena_kept[arena_nkept].ptr = ptr;
+			arena_kept[arena_nkept++].size = size;
+			ptr = NULL;
+		}
+		ast_mutex_unlock(&arena_lock);
+	}
+	if (ptr) {
+		arena_default.free(arena_default.ctx, ptr, size);
+	}
+}
+
+/*! Before Python starts: the caching arena allocator in front of CPython's own. */
+static void arena_install(void)
+{
+	PyObjectArenaAllocator mine = { .ctx = NULL, .alloc = arena_alloc, .free = arena_free };
+
+	PyObject_GetArenaAllocator(&arena_default);
+	PyObject_SetArenaAllocator(&mine);
+}
+
 static int start_python(const char *executable)
 {
 	PyConfig config;
@@ -1566,11 +1756,13 @@ static int start_python(const char *executable)
 			goto failed;
 		}
 	}
+	arena_install();
 	status = Py_InitializeFromConfig(&config);
 	if (PyStatus_Exception(status)) {
 		goto failed;
 	}
 	PyConfig_Clear(&config);
+	pyast_gil_handoff_init();
 	PyEval_SaveThread(); /* cffi expects to take the GIL itself */
 	return 0;
 
@@ -1778,6 +1970,7 @@ static int load_module(void)
 		return AST_MODULE_LOAD_DECLINE;
 	}
 	python_started = 1;
+	gil_spin_configure(config_value(items, n, "general", "gil_spin"));
 	/* Failures in the configured Python modules are logged by Python; the module stays loaded so
 	 * that fixing the code and 'module reload pbx_python.so' is enough. */
 	load_python_modules(items, n, 0);
@@ -1800,6 +1993,9 @@ static int reload_module(void)
 		return -1;
 	}
 	res = load_python_modules(items, n, 1);
+	if (!res) { /* a refused configuration keeps everything as it was */
+		gil_spin_configure(config_value(items, n, "general", "gil_spin"));
+	}
 	free_config(items, n);
 	return res ? -1 : 0;
 }

@@ -217,7 +217,8 @@ def _app_entry(spec: AppSpec) -> Entry:
         stats.calls += 1
         try:
             try:
-                res = handler(chan, *args)
+                # one argument is the common case: no list and tuple built to spread *args
+                res = handler(chan, args[0]) if len(args) == 1 else handler(chan, *args)
                 if res is None:
                     res = 0
                 elif type(res) is not int or not INT_MIN <= res <= INT_MAX:
@@ -259,7 +260,11 @@ def _func_read_entry(spec: FuncSpec) -> Entry:
         stats.calls += 1
         try:
             try:
-                data: Optional[bytes] = read_result(reader(chan, *args), name)
+                value = reader(chan, args[0]) if len(args) == 1 else reader(chan, *args)
+                if type(value) is str and value.isascii() and "\0" not in value:
+                    data: Optional[bytes] = value.encode("ascii")   # the common case
+                else:
+                    data = read_result(value, name)
             except BaseException:  # noqa: BLE001 - the read fails with a log line
                 stats.errors += 1
                 _failed("function", name, chan)

@@ -172,8 +172,10 @@ def stack_summary() -> str:
     """How Python's C stack is set up on Asterisk's threads (docs/DESIGN.md, "Stack depth")."""
     info = ffi().new("struct pyast_stack_info *")
     lib().pyast_stack_info(info)
-    where = (f"{info.pystack_kb} KB of its own on each Asterisk thread ({info.stacks} mapped; "
-             f"Asterisk's threads have {info.thread_kb} KB)" if info.pystack_kb else
+    where = (f"{info.pystack_kb} KB of its own on each Asterisk thread ({info.stacks} in use, "
+             f"{info.pooled} kept for new threads, {info.created} mapped since the start; "
+             f"Asterisk's threads have {info.thread_kb} KB)"
+             if info.pystack_kb else
              f"Asterisk's threads' own {info.thread_kb} KB")
     if not info.units:
         return f"{where}; recursion limited by Python itself"

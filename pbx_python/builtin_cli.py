@@ -38,6 +38,14 @@ def show_functions(argv: list[str]) -> str:
         f"{len(rows)} Python function(s)\n"
 
 
+def _gil_wait(spin: int) -> str:
+    if getattr(sys, "_is_gil_enabled", lambda: True)() is False:
+        return "no GIL (free-threaded Python)"
+    if not spin:
+        return "CPython's own (gil_spin = 0)"
+    return f"queued, the first in line spins up to {spin} us (gil_spin)"
+
+
 def show_status(argv: list[str]) -> str:
     st = _runtime.state
     venv = sys.prefix if sys.prefix != sys.base_prefix else "(none)"
@@ -47,6 +55,7 @@ def show_status(argv: list[str]) -> str:
         f"Asterisk:        {ast.version()}",
         f"Last load:       {st.last_load}",
         f"On exception:    {st.config.on_exception}",
+        f"GIL wait:        {_gil_wait(st.config.gil_spin)}",
         f"Applications:    {len(st.registry.apps)}",
         f"Functions:       {len(st.registry.functions)}",
         f"Thread states:   {ast.thread_states()} (Asterisk threads that ran Python and still run)",

@@ -62,13 +62,17 @@ GONE_MESSAGE = ("the call this Channel was given for has ended: a Channel is val
 class Channel:
     """A live Asterisk channel, valid only during the call it was given to, in its thread."""
 
-    # Created for every call: only the fields every call needs are set in __init__; the others
-    # start as these class-level defaults and are set when first used.
-    _info: Optional[list[str]] = None
-    _pending: str = ""          # deferred assignments, "name\0value\0" back to back, checked
-    _out: Any = None
-    _cptr: Any = None
-    _gone: bool = False         # set by the entry (in a finally) when the call returns
+    # Created for every call: slots, no per-instance dict (CallChannel.__init__ sets them all).
+    # A Channel takes no attributes of its own: keep per-call state in local variables.
+    __slots__ = ("_addr", "_call", "_thread", "_info", "_pending", "_out", "_cptr", "_gone")
+    _addr: int
+    _call: int
+    _thread: int
+    _info: Optional[list[str]]
+    _pending: str               # deferred assignments, "name\0value\0" back to back, checked
+    _out: Any
+    _cptr: Any
+    _gone: bool                 # set by the entry (in a finally) when the call returns
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("a Channel is given to your application or function by pbx_python and "
@@ -278,9 +282,10 @@ class Channel:
         return int(res)
 
     def is_hungup(self) -> bool:
-        self._check()
-        self._flush()
-        return bool(ast.lib().pyast_check_hangup(self._c()))
+        """True once the channel has hung up. Pending assignments stay pending: no assignment
+        can hang a channel up, so they need not be applied first (one C call, not two)."""
+        chan = self._c()    # checks first: a gone Channel raises before any C call
+        return bool(ast.lib().pyast_check_hangup(chan))
 
     # ---- batching ----
     def _outp(self) -> Any:
@@ -349,6 +354,11 @@ class CallChannel(Channel):
         self._addr = addr
         self._call = call
         self._thread = get_ident()
+        self._info = None
+        self._pending = ""
+        self._out = None
+        self._cptr = None
+        self._gone = False
 
 
 class ChannelRef:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 ON_EXCEPTION_CHOICES = ("hangup", "continue")
+GIL_SPIN_DEFAULT, GIL_SPIN_MAX = 20, 1000   # µs; the C side has the same bounds
 
 
 class ConfigError(ValueError):
@@ -21,6 +22,7 @@ class Config:
     paths: list[str] = field(default_factory=list)
     modules: list[str] = field(default_factory=list)
     on_exception: str = "hangup"
+    gil_spin: int = GIL_SPIN_DEFAULT     # µs; read by the C side (gil_wait() in pbx_python.c)
     sections: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     def section(self, name: str) -> list[tuple[str, str]]:
@@ -53,9 +55,15 @@ def parse(items: Iterable[tuple[str, str, str]]) -> Config:
                 raise ConfigError(f"[general] on_exception = {value!r}: expected one of "
                                   f"{', '.join(ON_EXCEPTION_CHOICES)}")
             config.on_exception = choice
+        elif key_l == "gil_spin":
+            text = value.strip()
+            if not (text.isdigit() and text.isascii() and int(text) <= GIL_SPIN_MAX):
+                raise ConfigError(f"[general] gil_spin = {value!r}: expected microseconds, "
+                                  f"0 to {GIL_SPIN_MAX} (0: never spin)")
+            config.gil_spin = int(text)
         else:
             raise ConfigError(f"[general] unknown setting {key!r} (known: python, path, modules, "
-                              "on_exception)")
+                              "on_exception, gil_spin)")
     for name in config.modules:
         if not all(part.isidentifier() for part in name.split(".")):
             raise ConfigError(f"[general] modules: {name!r} is not a Python module name")

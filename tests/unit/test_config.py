@@ -40,3 +40,18 @@ def test_other_sections_are_kept_in_file_order_for_the_modules():
     cfg = parse([("CallService", "local_sop", "A"), ("callservice", "sops", "A,B")])
     assert cfg.section("callservice") == [("local_sop", "A"), ("sops", "A,B")]
     assert cfg.section("absent") == []
+
+
+def test_gil_spin_defaults_to_20_microseconds():
+    assert parse([]).gil_spin == 20
+
+
+def test_gil_spin_accepts_zero_to_turn_spinning_off():
+    assert parse([("general", "gil_spin", "0")]).gil_spin == 0
+    assert parse([("general", "gil_spin", " 1000 ")]).gil_spin == 1000
+
+
+@pytest.mark.parametrize("value", ["-1", "1001", "20us", "2.5", "", "٣"])
+def test_bad_gil_spin_is_an_error_naming_the_range(value):
+    with pytest.raises(ConfigError, match="gil_spin.*0 to 1000"):
+        parse([("general", "gil_spin", value)])
