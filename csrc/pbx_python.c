@@ -178,7 +178,9 @@ static void apply_sets(struct ast_channel *chan, const char *sets, size_t len)
  *    from Asterisk into Python switches to it (pyast_stack_call(): a few instructions, x86-64).
  *    When the thread ends, its stack goes to a pool of at most PYAST_PYSTACK_POOL for the next
  *    new thread (every channel is a new thread: a fresh mapping would cost its first call two
- *    system calls and a page fault per page Python touches), or is unmapped. Elsewhere, or if the mapping fails, Python runs on the thread's
+ *    system calls and a page fault per page Python touches), or is unmapped. A kept stack keeps
+ *    only its top PYAST_PYSTACK_KEEP in memory: the pages a deep recursion touched below it are
+ *    given back (MADV_DONTNEED), so the pool holds at most 64 x 128 kB. Elsewhere, or if the mapping fails, Python runs on the thread's
  *    own stack with the smaller budget that leaves.
  *  - Each entry gets a recursion budget that fits the stack left: CPython's per-thread counter of
  *    recursion (3.11: all of it; 3.12 and 3.13: C-level only) is lowered to
@@ -193,8 +195,10 @@ static void apply_sets(struct ast_channel *chan, const char *sets, size_t len)
 #define PYAST_PYSTACK_SIZE (8 * 1024 * 1024)
 /*! Inaccessible pages below it: wide enough that no C frame steps over them. */
 #define PYAST_PYSTACK_GUARD (64 * 1024)
-/*! Stacks of ended threads kept for new ones (each holds only the pages Python touched). */
+/*! Stacks of ended threads kept for new ones. */
 #define PYAST_PYSTACK_POOL 64
+/*! What a kept stack keeps in memory: its top (where calls run); deeper pages are released. */
+#define PYAST_PYSTACK_KEEP (128 * 1024)
 /*! An entry needs this many units of budget to run at all (its own frames, logging an error). */
 #define PYAST_MIN_UNITS 50
 
@@ -304,6 +308,11 @@ static void pystack_release(char *pystack)
 	/* frames of the thread that ended may have left poisoned red zones on it */
 	ASAN_UNPOISON_MEMORY_REGION(pystack, PYAST_PYSTACK_SIZE);
 #endif
+	/* a deep recursion may have touched megabytes: a kept stack holds only its top */
+	if (madvise(pystack, PYAST_PYSTACK_SIZE - PYAST_PYSTACK_KEEP, MADV_DONTNEED)) {
+		munmap(pystack - PYAST_PYSTACK_GUARD, PYAST_PYSTACK_SIZE + PYAST_PYSTACK_GUARD);
+		return;
+	}
 	ast_mutex_lock(&pystack_pool_lock);
 	if (pystack_pooled < PYAST_PYSTACK_POOL) {
 		pystack_pool[pystack_pooled++] = pystack;

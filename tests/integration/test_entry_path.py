@@ -31,6 +31,9 @@ exten => loop,1,Wait(0.2)
  same => n,Set(I=$[${I} + 1])
  same => n,EndWhile()
  same => n,Set(DB(entry/${CUT(CHANNEL(name),/,2)})=I=${I} L=${L})
+exten => deep,1,PyDeep(${ARG})
+ same => n,Wait(1)
+ same => n,Verbose(0,RESULT DEEP=${DEEP})
 exten => one,1,Set(L=${PYLEN2(hello)})
  same => n,Wait(${ARG})
  same => n,Verbose(0,RESULT ONE L=${L})
@@ -164,3 +167,34 @@ def test_a_gil_spin_out_of_range_is_refused_with_an_error_naming_the_range(pytho
     assert re.search(r"ERROR.*pbx_python\.conf: \[general\] gil_spin = '5000': expected "
                      r"microseconds, 0 to 1000 \(0: never spin\); no Python module loaded",
                      ast.log_text())
+
+
+def python_stack_rss_kb(pid: int) -> list[int]:
+    """Resident kB of each Python stack: an 8 MB read-write mapping right above a 64 kB guard
+    (no access), as pystack_map() makes them (Asterisk's own thread stacks are 496 kB)."""
+    rss, previous, current = [], None, None
+    for line in open(f"/proc/{pid}/smaps"):
+        fields = line.split()
+        if re.fullmatch(r"[0-9a-f]+-[0-9a-f]+", fields[0]):
+            previous, current = current, {"perms": fields[1]}
+        elif fields[0] in ("Size:", "Rss:"):
+            current[fields[0]] = int(fields[1])
+            if (fields[0] == "Rss:" and current["Size:"] == 8192 and current["perms"] == "rw-p"
+                    and previous and previous.get("Size:") == 64 and previous["perms"] == "---p"):
+                rss.append(current["Rss:"])
+    return rss
+
+
+def test_a_kept_stack_keeps_only_its_top_in_memory_after_a_deep_recursion(node):
+    # 900 levels of recursion through C touch megabytes of a stack; kept for the next thread,
+    # the stack gives back all but its top 128 kB
+    node.cli("dialplan set global ARG 900")
+    for _ in range(10):
+        node.cli("channel originate Local/deep@default application Wait 30")
+    assert len(result_lines(node, "RESULT DEEP=900", 10, timeout=60)) == 10
+    deadline = time.monotonic() + 20
+    while stacks(node)[0] > 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    resident = python_stack_rss_kb(node.pid)
+    assert len(resident) >= 10
+    assert max(resident) <= 128, resident

@@ -40,3 +40,13 @@ def _spin():
 def busy_thread(chan, seconds="1"):
     _busy["until"] = time.monotonic() + float(seconds)
     threading.Thread(target=_spin, daemon=True).start()
+
+
+def _deep(n):
+    # each level goes through C (map calls the function), so each uses C stack
+    return 0 if n == 0 else 1 + sum(map(_deep, [n - 1]))
+
+
+@px.application("PyDeep")
+def deep(chan, levels="1000"):
+    chan.set_var("DEEP", str(_deep(int(levels))))
