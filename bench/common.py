@@ -309,7 +309,20 @@ def _git_head() -> str:
 def section_env() -> dict[str, Any]:
     """The machine's state when a comparison starts or ends: 1/5/15-minute load average and the
     CPU index, so a section measured on a busy machine can be spotted in the report."""
-    return {"loadavg": loadavg(), "cpu_index_us": cpu_index_us(), "time": time.strftime("%H:%M:%S")}
+    return {"loadavg": loadavg(), "others_runnable": others_runnable(),
+            "cpu_index_us": cpu_index_us(), "time": time.strftime("%H:%M:%S")}
+
+
+def others_runnable(samples: int = 20, interval: float = 0.025) -> float:
+    """How many threads of other processes want a CPU now: the mean over half a second of the
+    kernel's count of runnable threads (/proc/loadavg, 4th field), less this process's one.
+    Unlike the load average, it does not remember the load the previous section made."""
+    counts = []
+    for _ in range(samples):
+        with open("/proc/loadavg") as fh:
+            counts.append(int(fh.read().split()[3].split("/")[0]))
+        time.sleep(interval)
+    return round(max(0.0, sum(counts) / len(counts) - 1), 2)
 
 
 def proc_cpu_seconds(pid: int) -> float:

@@ -90,11 +90,13 @@ def yes(ok: Optional[bool]) -> str:
     return "–" if ok is None else ("**met**" if ok else "**not met**")
 
 
-#: A section is flagged as measured on a busy machine when the 1-minute load average at its start
-#: was at least the number of cores (the benchmarks themselves load the machine while they run, and
-#: the average lags, so its end value flags nothing), when its CPU index moved by more than
-#: BUSY_INDEX between start and end, or when it was more than BUSY_INDEX above the run's best.
+#: A section is flagged as measured on a busy machine when other processes kept, on average, at
+#: least BUSY_OTHERS threads runnable when it started (sampled over half a second: the 1-minute
+#: load average also counts the load the previous section made itself, so it is shown, not used),
+#: when its CPU index moved by more than BUSY_INDEX between start and end, or when it was more
+#: than BUSY_INDEX above the run's best.
 BUSY_INDEX = 0.15
+BUSY_OTHERS = 0.5
 
 
 def run_best_index(run: dict[str, Any]) -> Optional[float]:
@@ -118,9 +120,14 @@ def env_note(b: dict[str, Any], cores: Optional[int], best: Optional[float] = No
     c0, c1 = st.get("cpu_index_us"), en.get("cpu_index_us")
     text = (f"Load average (1 min) {f(l0)} → {f(l1)}, CPU index {f(c0)} → {f(c1)} µs "
             f"(start → end of the section)")
+    others = st.get("others_runnable")
+    if others is not None:
+        text += f", other processes' runnable threads at the start {f(others)}"
     busy = []
-    if cores and l0 is not None and l0 >= cores:
-        busy.append(f"load {f(l0)} at the start on {cores} cores")
+    if others is not None and others >= BUSY_OTHERS:
+        busy.append(f"{f(others)} runnable threads of other processes at the start")
+    elif others is None and cores and l0 is not None and l0 >= cores:
+        busy.append(f"load {f(l0)} at the start on {cores} cores")   # results from before
     if c0 and c1 and abs(c1 - c0) / min(c0, c1) > BUSY_INDEX:
         busy.append(f"CPU index moved {abs(c1 - c0) / min(c0, c1) * 100:.0f} %")
     elif best and c0 and c1 and max(c0, c1) > best * (1 + BUSY_INDEX):

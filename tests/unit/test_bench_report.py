@@ -131,8 +131,23 @@ def test_each_section_shows_load_and_cpu_index_at_start_and_end():
     assert "Busy" not in note
 
 
-def test_a_machine_loaded_before_the_section_started_is_flagged():
+def test_a_result_without_a_runnable_count_is_flagged_by_its_load_at_the_start():
     assert "Busy machine (load 2.50 at the start on 2 cores)" in report.env_note(env(2.5, 1.0, 9.0, 9.1), cores=2)
+
+
+def with_others(b: dict[str, Any], others: float) -> dict[str, Any]:
+    b["env"]["start"]["others_runnable"] = others
+    return b
+
+
+def test_other_processes_runnable_at_the_start_flag_the_section():
+    note = report.env_note(with_others(env(0.3, 0.3, 9.0, 9.1), 1.2), cores=2)
+    assert "Busy machine (1.20 runnable threads of other processes at the start)" in note
+
+
+def test_a_load_average_left_by_the_previous_section_is_not_flagged_when_nothing_else_runs():
+    note = report.env_note(with_others(env(2.1, 2.0, 9.0, 9.1), 0.05), cores=2)
+    assert "Busy" not in note and "other processes' runnable threads at the start 0.05" in note
 
 
 def test_load_the_section_made_itself_is_not_flagged():
