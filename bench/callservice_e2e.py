@@ -165,7 +165,7 @@ def run(mode: Mode) -> dict[str, Any]:
     from pbx_python.testing import Sipp
     fixed_rate = 20 if mode.quick else 30
     fixed_calls = 40 if mode.quick else 150
-    rates = [50, 100, 150] if mode.quick else [50, 75, 100, 125, 150, 175, 200, 250]
+    rates = [50, 100, 150] if mode.quick else [50, 75, 100, 125, 150, 175, 200, 250, 300, 350, 400]
     step_s = 3 if mode.quick else 5
     agi_host = pick_host(udp_ports=(), tcp_ports=())
     agi = FastAgiServer(agi_host)
