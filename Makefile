@@ -6,9 +6,27 @@
 # Both install what they need (apt packages as root, a venv in .venv, Asterisk 22 from Debian's
 # source package, cached outside the checkout). Set ASTERISK_PREFIX to use your own Asterisk.
 
-PYTHON ?= python3
+# Another CPython (3.11 to 3.13, or a free-threaded 3.14t): make test PYTHON=/path/to/python3.12.
+# Each one gets its own venv and module build, keyed by its version and ABI flags (.venv-3.12.1
+# and build-py3.12.1/), so it never reuses or overwrites the default python3's .venv and build/.
+# The test helpers find the build paired with the venv running them (pbx_python/testing/module.py).
+ifeq ($(origin PYTHON),undefined)
+PYTHON := python3
 VENV   ?= .venv
+BUILD  ?= build
+else
+PYKEY  := $(shell $(PYTHON) -c 'import platform, sys; print(platform.python_version() + sys.abiflags)' 2>/dev/null)
+ifeq ($(PYKEY),)
+$(error PYTHON=$(PYTHON) does not run)
+endif
+VENV   ?= .venv-$(PYKEY)
+BUILD  ?= build-py$(PYKEY)
+endif
 PY     := $(VENV)/bin/python
+# The module the Python-running targets load (the helpers' default is build/, or the venv's pair).
+ifneq ($(BUILD),build)
+export PBX_PYTHON_MODULE := $(CURDIR)/$(BUILD)/pbx_python.so
+endif
 PYTEST_ARGS ?=
 # make demo DEMO_ARGS="--directory=file" (or postgresql; default both), --keep, --verbose
 DEMO_ARGS ?=
@@ -29,7 +47,7 @@ ifneq ($(file < $(VENV)/.deps-ok),$(DEPS_LIST))
 endif
 
 # The sanitizer build of the module: its own output dir, linked against the ASan Asterisk's headers.
-ASAN_BUILD  := build-asan
+ASAN_BUILD  := $(if $(filter build,$(BUILD)),build-asan,$(BUILD)-asan)
 ASAN_CFLAGS ?= -fsanitize=address -fno-omit-frame-pointer -O1 -g
 ASAN_PREFIX_CMD := bash contrib/build-asterisk.sh --asan | tail -1
 
@@ -67,10 +85,10 @@ $(VENV)/.deps-ok: setup.py | $(VENV)/.apt-ok
 asterisk:
 	bash contrib/build-asterisk.sh
 
-build/pbx_python.so: $(VENV)/.deps-ok csrc/pbx_python.c csrc/gil_handoff.c csrc/build_module.py
-	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) setup.py -q build_module
+$(BUILD)/pbx_python.so: $(VENV)/.deps-ok csrc/pbx_python.c csrc/gil_handoff.c csrc/build_module.py
+	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) setup.py -q build_module --build-dir $(BUILD)
 
-module: asterisk build/pbx_python.so
+module: asterisk $(BUILD)/pbx_python.so
 
 asterisk-asan:
 	bash contrib/build-asterisk.sh --asan
@@ -82,7 +100,7 @@ $(ASAN_BUILD)/pbx_python.so: $(VENV)/.deps-ok csrc/pbx_python.c csrc/gil_handoff
 module-asan: asterisk-asan $(ASAN_BUILD)/pbx_python.so
 
 install: module
-	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) setup.py -q install_module
+	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) setup.py -q install_module --build-dir $(BUILD)
 
 unit: deps
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
@@ -95,8 +113,7 @@ test: module
 
 # Integration tests only (unit tests run no Asterisk). ASAN_OPTIONS: see pbx_python/testing/health.py
 # (the helpers set them per instance, with each instance's reports in <base>/log/asan.<pid>).
-# test_install.py is left out: it only compiles and copies files (no Asterisk runs), and it
-# rebuilds build/pbx_python.so against the ASan headers, which the plain Asterisk then refuses.
+# test_install.py is left out: it only compiles and copies files (no Asterisk runs).
 test-asan: module-asan
 	ASTERISK_PREFIX="$$($(ASAN_PREFIX_CMD))" PBX_PYTHON_MODULE="$(CURDIR)/$(ASAN_BUILD)/pbx_python.so" \
 	  $(PY) -m pytest tests -q -ra -m integration --ignore=tests/integration/test_install.py $(PYTEST_ARGS)
@@ -119,4 +136,4 @@ stress: module
 	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) bench/stress.py $(STRESS_ARGS)
 
 clean:
-	rm -rf build $(ASAN_BUILD) *.egg-info
+	rm -rf $(BUILD) $(ASAN_BUILD) *.egg-info

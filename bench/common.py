@@ -20,14 +20,17 @@ from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / "bench"
-MODULE_SO = ROOT / "build" / "pbx_python.so"
 RESULTS_DIR = BENCH_DIR / "results"
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from pbx_python.testing import AsteriskInstance, port_is_free  # noqa: E402
+from pbx_python.testing.module import module_so  # noqa: E402
 from pbx_python.testing.net import require_loopback  # noqa: E402
+
+#: build/pbx_python.so, or the build for this venv's Python (make bench PYTHON=...), or $PBX_PYTHON_MODULE.
+MODULE_SO = module_so(ROOT)
 
 #: Loopback addresses the benchmarks use (the integration tests use 127.0.0.2-.60 and .200-.207).
 HOST_RANGE = range(150, 199)

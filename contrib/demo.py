@@ -68,12 +68,14 @@ if str(ROOT) not in sys.path:
 from dialplan_funcs.directory.sources.file import parse as parse_directory  # noqa: E402
 from pbx_python.testing import AsteriskInstance, Sipp, SippResult, port_is_free  # noqa: E402
 from pbx_python.testing.cluster import ClusterSpec, wait_qualified  # noqa: E402
+from pbx_python.testing.module import module_so  # noqa: E402
 from pbx_python.testing.net import claim_host, free_loopback_host, release_host  # noqa: E402
 from pbx_python.testing.postgres import PostgresError, PrivatePostgres, find_bindir  # noqa: E402
 from pbx_python.testing.sipp import DTMF_UAC, dtmf_args, sipp_binary  # noqa: E402
 from pbx_python.testing.voicemail import Prompt, prompts, seed_messages  # noqa: E402
 
-MODULE_SO = ROOT / "build" / "pbx_python.so"
+#: build/pbx_python.so, or the build for this venv's Python (make demo PYTHON=...).
+MODULE_SO = module_so(ROOT)
 CLUSTER_DIR = ROOT / "contrib" / "cluster"
 HOSTS = {"sopA": "127.0.0.31", "sopB": "127.0.0.32", "sopC": "127.0.0.33"}
 CALLER_NODE = "sopA"          # the phone calls this node

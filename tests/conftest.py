@@ -1,7 +1,6 @@
 """Shared fixtures: real Asterisk instances with pbx_python.so loaded."""
 from __future__ import annotations
 
-import os
 import sys
 import textwrap
 from pathlib import Path
@@ -10,10 +9,12 @@ from typing import Callable, Iterable, Optional
 import pytest
 
 from pbx_python.testing import AsteriskInstance
+from pbx_python.testing.module import module_so
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The module under test; `make test-asan` points PBX_PYTHON_MODULE at build-asan/pbx_python.so.
-MODULE_SO = Path(os.environ.get("PBX_PYTHON_MODULE") or ROOT / "build" / "pbx_python.so").resolve()
+#: The module under test: $PBX_PYTHON_MODULE (`make test-asan`: build-asan/pbx_python.so), else the
+#: build made for this Python (build/, or build-py<version>/ for a `make test PYTHON=...` venv).
+MODULE_SO = module_so(ROOT)
 PYMODS = ROOT / "tests" / "pymods"
 
 

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from pbx_python.testing.health import links_asan
+from tests.conftest import MODULE_SO
+
 pytestmark = [pytest.mark.integration, pytest.mark.asterisk_modules("app_voicemail")]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,10 +31,10 @@ AST_PID_RE = r"^  (sop[ABC]): Asterisk pid (\d+) on (127\.[0-9.]+):5060"
 
 @pytest.fixture
 def demo_env(asterisk_prefix: Path) -> dict[str, str]:
-    if os.environ.get("PBX_PYTHON_MODULE"):
-        pytest.skip("the demo loads build/pbx_python.so, not PBX_PYTHON_MODULE (ASan run)")
-    if not (ROOT / "build" / "pbx_python.so").is_file():
-        pytest.fail("build/pbx_python.so is missing: run 'make module' first")
+    if not MODULE_SO.is_file():
+        pytest.fail(f"{MODULE_SO} is missing: run 'make module' first")
+    if links_asan(MODULE_SO):
+        pytest.skip("the demo runs the plain module, not the ASan build (make test-asan)")
     return {**os.environ, "ASTERISK_PREFIX": str(asterisk_prefix), "PYTHONUNBUFFERED": "1"}
 
 

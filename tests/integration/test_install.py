@@ -24,9 +24,11 @@ def test_install_module_replaces_the_so_by_rename_and_installs_the_sample(asteri
     old_inode = old.stat().st_ino
     held = open(old, "rb")  # a reader of the old file, like a process that mapped it
 
+    # Its own build dir: the checkout's build/ belongs to the default Python, which need not be
+    # the one running the tests (make test PYTHON=...), and the ASan run's headers differ.
     out = subprocess.run([sys.executable, "setup.py", "-q", "install_module",
-                          f"--asterisk-prefix={prefix}"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+                          f"--asterisk-prefix={prefix}", f"--build-dir={tmp_path / 'build'}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     new = moddir / "pbx_python.so"
     assert new.stat().st_ino != old_inode                      # a new file, renamed into place
