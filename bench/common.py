@@ -344,80 +344,22 @@ def loadavg() -> list[float]:
         return []
 
 
-class FastAgiServer:
-    """bench/fastagi_server.py (panoramisk) in its own process on ``host:port``."""
+class BenchProcess:
+    """A helper script of bench/ in its own process, logging to a temp file; started once it
+    prints READY (``what`` names it in the error), stopped (terminated, then killed) by close()."""
 
-    def __init__(self, host: str, port: Optional[int] = None) -> None:
-        from pbx_python.testing import free_port
-        import socket
-        self.host = require_loopback(host)
-        self.port = port or free_port(host, socket.SOCK_STREAM)
+    def __init__(self, what: str, prefix: str, argv: Sequence[str], timeout: float) -> None:
         import tempfile
-        self.logfile = Path(tempfile.mkstemp(prefix="pxbagi", suffix=".log", dir="/tmp")[1])
+        self.logfile = Path(tempfile.mkstemp(prefix=prefix, suffix=".log", dir="/tmp")[1])
         with open(self.logfile, "w") as out:
-            self.proc = subprocess.Popen([sys.executable, str(BENCH_DIR / "fastagi_server.py"), self.host,
-                                          str(self.port)], stdout=out, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen([sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, text=True)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + timeout
         while "READY" not in self.logfile.read_text():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 text = self.logfile.read_text()
                 self.close()
-                raise RuntimeError(f"FastAGI server did not start: {text[-2000:]}")
-            time.sleep(0.05)
-
-    def url(self, route: str) -> str:
-        return f"agi://{self.host}:{self.port}/{route}"
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.logfile.unlink(missing_ok=True)
-
-    def __enter__(self) -> "FastAgiServer":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-#: ARI credentials of the benchmark instances (bound to their own loopback address only).
-ARI_USER, ARI_PASSWORD = "bench", "bench-ari"
-ARI_PORT = 8088
-
-
-def ari_configs(host: str, port: int = ARI_PORT) -> dict[str, str]:
-    """http.conf + ari.conf: Asterisk's HTTP server on ``host:port`` only, one ARI user."""
-    require_loopback(host)
-    return {"http.conf": (f"[general]\nenabled = yes\nbindaddr = {host}\nbindport = {port}\n"
-                          "sessionlimit = 256\n"),
-            "ari.conf": (f"[general]\nenabled = yes\npretty = no\n\n[{ARI_USER}]\ntype = user\n"
-                         f"read_only = no\npassword = {ARI_PASSWORD}\npassword_format = plain\n")}
-
-
-class AriApp:
-    """bench/ari_app.py (aiohttp) in its own process, connected to the ARI of ``nodes``
-    ({name: loopback host}, HTTP on ARI_PORT)."""
-
-    def __init__(self, nodes: Mapping[str, str], port: int = ARI_PORT) -> None:
-        import tempfile
-        args = [f"{n}=http://{require_loopback(h)}:{port}" for n, h in nodes.items()]
-        self.logfile = Path(tempfile.mkstemp(prefix="pxbari", suffix=".log", dir="/tmp")[1])
-        with open(self.logfile, "w") as out:
-            self.proc = subprocess.Popen([sys.executable, str(BENCH_DIR / "ari_app.py"),
-                                          f"{ARI_USER}:{ARI_PASSWORD}", *args], stdout=out,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
-        deadline = time.monotonic() + 25
-        while "READY" not in self.logfile.read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                text = self.logfile.read_text()
-                self.close()
-                raise RuntimeError(f"ARI application did not start: {text[-2000:]}")
+                raise RuntimeError(f"{what} did not start: {text[-2000:]}")
             time.sleep(0.05)
 
     def log_text(self) -> str:
@@ -436,11 +378,50 @@ class AriApp:
                 self.proc.wait()
         self.logfile.unlink(missing_ok=True)
 
-    def __enter__(self) -> "AriApp":
+    def __enter__(self) -> "BenchProcess":
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class FastAgiServer(BenchProcess):
+    """bench/fastagi_server.py (panoramisk) in its own process on ``host:port``."""
+
+    def __init__(self, host: str, port: Optional[int] = None) -> None:
+        from pbx_python.testing import free_port
+        import socket
+        self.host = require_loopback(host)
+        self.port = port or free_port(host, socket.SOCK_STREAM)
+        super().__init__("FastAGI server", "pxbagi",
+                         [str(BENCH_DIR / "fastagi_server.py"), self.host, str(self.port)], 15)
+
+    def url(self, route: str) -> str:
+        return f"agi://{self.host}:{self.port}/{route}"
+
+
+#: ARI credentials of the benchmark instances (bound to their own loopback address only).
+ARI_USER, ARI_PASSWORD = "bench", "bench-ari"
+ARI_PORT = 8088
+
+
+def ari_configs(host: str, port: int = ARI_PORT) -> dict[str, str]:
+    """http.conf + ari.conf: Asterisk's HTTP server on ``host:port`` only, one ARI user."""
+    require_loopback(host)
+    return {"http.conf": (f"[general]\nenabled = yes\nbindaddr = {host}\nbindport = {port}\n"
+                          "sessionlimit = 256\n"),
+            "ari.conf": (f"[general]\nenabled = yes\npretty = no\n\n[{ARI_USER}]\ntype = user\n"
+                         f"read_only = no\npassword = {ARI_PASSWORD}\npassword_format = plain\n")}
+
+
+class AriApp(BenchProcess):
+    """bench/ari_app.py (aiohttp) in its own process, connected to the ARI of ``nodes``
+    ({name: loopback host}, HTTP on ARI_PORT)."""
+
+    def __init__(self, nodes: Mapping[str, str], port: int = ARI_PORT) -> None:
+        args = [f"{n}=http://{require_loopback(h)}:{port}" for n, h in nodes.items()]
+        super().__init__("ARI application", "pxbari",
+                         [str(BENCH_DIR / "ari_app.py"), f"{ARI_USER}:{ARI_PASSWORD}", *args], 25)
 
 
 NO_AMI = {"manager.conf": "[general]\nenabled = no\n"}

@@ -95,16 +95,22 @@ def test_fifty_channels_calling_python_at_once_all_finish_with_their_results(nod
     assert " ERROR[" not in "\n".join(node.log_text().splitlines()[since:])
 
 
-def test_a_channel_sleeping_inside_python_does_not_hold_up_other_channels(node):
-    node.cli("dialplan set global ARG 3")
-    node.cli("channel originate Local/sleep@default application Wait 30")
-    time.sleep(0.3)                      # it is inside time.sleep(3) now
-    node.cli("dialplan set global COUNT 50")
+def time_ten_loops(node, count: int) -> tuple[list[str], float]:
+    """Ten `loop` channels of `count` Python calls each: their results, and the seconds they
+    took from the first originate to the last result."""
+    node.cli(f"dialplan set global COUNT {count}")
     started = time.monotonic()
     for _ in range(10):
         node.cli("channel originate Local/loop@default application Wait 30")
     values = loops_done(node, 10, timeout=30)
-    took = time.monotonic() - started
+    return values, time.monotonic() - started
+
+
+def test_a_channel_sleeping_inside_python_does_not_hold_up_other_channels(node):
+    node.cli("dialplan set global ARG 3")
+    node.cli("channel originate Local/sleep@default application Wait 30")
+    time.sleep(0.3)                      # it is inside time.sleep(3) now
+    values, took = time_ten_loops(node, 50)
     assert values == ["I=50 L=5"] * 10
     assert took < 2.5, f"the other channels took {took:.1f} s: they waited for the sleeper"
     assert result_lines(node, "RESULT SLEPT=3", 1, timeout=10)    # and the sleeper finished
@@ -113,12 +119,7 @@ def test_a_channel_sleeping_inside_python_does_not_hold_up_other_channels(node):
 def test_channels_calling_python_get_through_while_a_python_thread_keeps_the_gil_busy(node):
     node.cli("dialplan set global ARG 3")
     assert "RESULT BUSY STARTED" in node.run_local("busy", "default", "RESULT BUSY", timeout=10)
-    node.cli("dialplan set global COUNT 20")
-    started = time.monotonic()
-    for _ in range(10):
-        node.cli("channel originate Local/loop@default application Wait 30")
-    values = loops_done(node, 10, timeout=30)
-    took = time.monotonic() - started
+    values, took = time_ten_loops(node, 20)
     assert values == ["I=20 L=5"] * 10
     assert took < 2.5, f"{took:.1f} s: entries waited for the busy thread to finish"
 
