@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pbx_python.testing import AsteriskError, AsteriskInstance, cli_quote, configs
+from pbx_python.testing import AsteriskError, AsteriskInstance, cli_quote, configs, free_loopback_host
 
 pytestmark = pytest.mark.integration
 
@@ -142,6 +142,14 @@ def test_binds_only_on_host(asterisk_factory) -> None:
     # address with an ephemeral port; nothing else may bind outside the host address.
     assert all(p == "udp" and addr in ("0.0.0.0", "::", "*") and port >= 1024 for p, addr, port in others), socks
     assert len(others) <= 2, socks
+
+
+def test_iax2_configs_make_chan_iax2_listen_on_the_instance_address_only(asterisk_factory) -> None:
+    host = free_loopback_host(udp_ports=(5060, configs.IAX2_PORT), shuffle=True)
+    ast = asterisk_factory(host=host, configs=configs.iax2_configs(host), start=True)
+    assert "chan_iax2.so" in ast.cli("module show like chan_iax2")
+    iax = [s for s in _sockets_of(ast.pid) if s[2] == configs.IAX2_PORT]
+    assert iax == [("udp", host, configs.IAX2_PORT)]
 
 
 def test_stop_kills_exactly_its_own_pid(asterisk_factory) -> None:
