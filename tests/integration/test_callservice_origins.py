@@ -32,6 +32,8 @@ RESULT = ("Verbose(0,RESULT TECH=${CHANNEL(channeltype)} STATUS=${CALLSERVICE_ST
           "SOP=${CALLSERVICE_SOP} TRIED=${CALLSERVICE_TRIED})")
 #: The SOP each destination routes to, seen from sopA (where every call arrives).
 DESTINATIONS = {"remote-sop": "sopB", "local-sop": "sopA"}
+#: Someone reached through sopB's trunk (answers, then waits): an Originate from sopA calls them.
+REACHED_ON_SOPB = "5000"
 
 
 def extensions(node: str) -> str:
@@ -45,7 +47,8 @@ def extensions(node: str) -> str:
                f" same => n,Verbose(0,SERVICE 2000 NODE={node} ORIGIN=[${{INITSERVICE(origin)}}] "
                + " ".join(f"P{i}=[${{BASE64_ENCODE(${{INITSERVICE(Parameter{i})}})}}]"
                           for i in range(1, 5))
-               + ")\n same => n,Wait(0.2)\n same => n,Hangup()\n")
+               + ")\n same => n,Wait(0.2)\n same => n,Hangup()\n"
+               f"exten => {REACHED_ON_SOPB},1,Answer()\n same => n,Wait(10)\n")
     return f"[general]\nstatic = yes\n\n[phones]\n{phones}\n[callservice-in]\n{service}"
 
 
@@ -143,12 +146,15 @@ def test_the_service_reads_the_parameters_intact_whatever_the_call_arrived_on(cl
     place, tech = ORIGINS[origin]
     sop = DESTINATIONS[destination]
     serving = cluster.nodes[sop]
-    since = serving.log_offset()
+    since = {name: node.log_offset() for name, node in cluster.nodes.items()}
     assert place(cluster, destination) == \
         f"RESULT TECH={tech} STATUS=ANSWER SOP={sop} TRIED={sop}:ANSWER"
-    fields = service_line(serving, since)
+    fields = service_line(serving, since[sop])
     assert (fields["NODE"], fields["ORIGIN"]) == (sop, "sopA")
     assert tuple(decoded(fields, f"P{i}") for i in range(1, 5)) == PARAMS
+    assert [line for name, node in cluster.nodes.items()
+            for line in node.log_text(since[name]).splitlines()
+            if re.search(r"\] (WARNING|ERROR)\[", line)] == []
 
 
 def test_a_remote_delivery_from_an_iax2_call_goes_over_the_pjsip_trunk(cluster):
@@ -157,3 +163,15 @@ def test_a_remote_delivery_from_an_iax2_call_goes_over_the_pjsip_trunk(cluster):
     over_iax2(cluster, "remote-sop")
     assert re.search(r"Executing \[2000@callservice-in:1\] Answer\(\"PJSIP/sopA-[0-9a-f]{8}\"",
                      b.log_text(since))
+
+
+def test_an_originate_to_a_sop_trunk_can_route_the_call_to_that_sop(cluster):
+    # The originated channel is a PJSIP channel of sopB's trunk that sopA dialled: it did not
+    # come from sopB, so sopB is no loop (CAME_FROM) and takes the call.
+    since = cluster.a.log_offset()
+    response = cluster.a.ami().action("Originate", Channel=f"PJSIP/{REACHED_ON_SOPB}@sopB",
+                                      Context="phones", Exten="remote-sop", Priority="1",
+                                      Async="true")
+    assert response["Response"] == "Success", response
+    assert result_line(cluster, since) == \
+        "RESULT TECH=PJSIP STATUS=ANSWER SOP=sopB TRIED=sopB:ANSWER"
