@@ -4,13 +4,15 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from pbx_python.testing import AsteriskError, AsteriskInstance, cli_quote, configs, free_loopback_host
+from pbx_python.testing import (AddressInUseError, AsteriskError, AsteriskInstance, cli_quote, configs,
+                                free_loopback_host)
 
 pytestmark = pytest.mark.integration
 
@@ -151,6 +153,16 @@ def test_iax2_configs_make_chan_iax2_listen_on_the_instance_address_only(asteris
     iax = [s for s in _sockets_of(ast.pid) if s[2] == configs.IAX2_PORT]
     assert iax == [("udp", host, configs.IAX2_PORT)]
 
+
+
+def test_an_iax2_port_taken_on_the_instance_address_fails_the_start(asterisk_factory) -> None:
+    host = free_loopback_host(udp_ports=(5060, configs.IAX2_PORT), shuffle=True)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind((host, configs.IAX2_PORT))
+        ast = asterisk_factory(host=host, configs=configs.iax2_configs(host))
+        with pytest.raises(AddressInUseError, match=rf"Unable to bind to {re.escape(host)}:4569"):
+            ast.start()
+    assert not ast.running
 
 def test_stop_kills_exactly_its_own_pid(asterisk_factory) -> None:
     a = asterisk_factory(host="127.0.0.5", start=True)
