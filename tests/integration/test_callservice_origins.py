@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Optional
 
 import pytest
 
@@ -60,6 +61,7 @@ class Cluster:
     phone_host: str
     make: Callable[..., AsteriskInstance]
     sipp: Sipp
+    caller: Optional[AsteriskInstance] = None     # the IAX2 caller, started by over_iax2
 
     @property
     def a(self) -> AsteriskInstance:
@@ -80,8 +82,11 @@ def cluster(asterisk_factory, sipp) -> Iterator[Cluster]:
     spec = ClusterSpec(sops=hosts, extra_configs=node_files)
     nodes = start_cluster(spec, extensions, MODULE_SO, asterisk_factory)
     wait_qualified(nodes)
-    yield Cluster(nodes, caller_host, phone_host, asterisk_factory, sipp)
+    made = Cluster(nodes, caller_host, phone_host, asterisk_factory, sipp)
+    yield made
     release_host(phone_host)
+    if made.caller is None:
+        release_host(caller_host)     # else asterisk_factory releases it with its instance
 
 
 # ---------------------------------------------------------------------------- the origins
@@ -93,11 +98,11 @@ def result_line(c: Cluster, since: int) -> str:
 
 def over_iax2(c: Cluster, exten: str) -> str:
     """Another Asterisk (no pbx_python) calls sopA over IAX2 as the IAX2 user ``caller``."""
-    caller = c.make(host=c.caller_host, name="caller", start=True,
-                    configs=iax2_configs(c.caller_host,
-                                         [iax_peer("sopA", c.a.host, username="caller")]))
+    c.caller = c.make(host=c.caller_host, name="caller", start=True,
+                      configs=iax2_configs(c.caller_host,
+                                           [iax_peer("sopA", c.a.host, username="caller")]))
     since = c.a.log_offset()
-    caller.cli(f"channel originate IAX2/sopA/{exten} application Wait 5")
+    c.caller.cli(f"channel originate IAX2/sopA/{exten} application Wait 5")
     return result_line(c, since)
 
 
