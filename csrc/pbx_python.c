@@ -1124,7 +1124,8 @@ static void pyast_verbose(int level, const char *file, int line, const char *fun
 /*!
  * \brief Copy the channel's identity under its lock, every field whole, into the per-thread
  * result buffer as "name\0uniqueid\0linkedid\0context\0exten\0priority\0tech\0language\0
- * accountcode\0caller_num\0caller_name\0" (the order of channel.py's _FIELDS).
+ * accountcode\0caller_num\0caller_name\0outgoing\0" (the order of channel.py's _FIELDS);
+ * outgoing is "1" when Asterisk dialled the channel (AST_FLAG_OUTGOING), else "".
  * \return its length, with *out pointing to it (valid until the next call on this thread);
  *         -1 without a channel or memory.
  */
@@ -1143,13 +1144,14 @@ static ssize_t pyast_chan_info(struct ast_channel *chan, const char **out)
 	tech = ast_channel_tech(chan);
 	caller = ast_channel_caller(chan);
 	/* %c with '\0' writes the separators: ast_str counts them (vsnprintf's length) */
-	res = ast_str_set(&buf, 0, "%s%c%s%c%s%c%s%c%s%c%d%c%s%c%s%c%s%c%s%c%s%c",
+	res = ast_str_set(&buf, 0, "%s%c%s%c%s%c%s%c%s%c%d%c%s%c%s%c%s%c%s%c%s%c%s%c",
 		ast_channel_name(chan), 0, ast_channel_uniqueid(chan), 0, ast_channel_linkedid(chan), 0,
 		ast_channel_context(chan), 0, ast_channel_exten(chan), 0, ast_channel_priority(chan), 0,
 		tech && tech->type ? tech->type : "", 0, ast_channel_language(chan), 0,
 		ast_channel_accountcode(chan), 0,
 		caller->id.number.valid ? S_OR(caller->id.number.str, "") : "", 0,
-		caller->id.name.valid ? S_OR(caller->id.name.str, "") : "", 0);
+		caller->id.name.valid ? S_OR(caller->id.name.str, "") : "", 0,
+		ast_test_flag(ast_channel_flags(chan), AST_FLAG_OUTGOING) ? "1" : "", 0);
 	ast_channel_unlock(chan);
 	if (res < 0) {
 		return -1;

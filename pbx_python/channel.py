@@ -38,7 +38,7 @@ class ChannelThreadError(RuntimeError):
 
 # Order of the fields pyast_chan_info() writes, NUL-separated, into the per-thread buffer.
 _FIELDS = ("name", "uniqueid", "linkedid", "context", "exten", "priority", "tech", "language",
-           "accountcode", "caller_num", "caller_name")
+           "accountcode", "caller_num", "caller_name", "outgoing")
 _INDEX = {f: i for i, f in enumerate(_FIELDS)}
 
 AST_CHANNEL_NAME = 80   # Asterisk's channel-name buffer size (include/asterisk/channel.h)
@@ -154,6 +154,13 @@ class Channel:
     @property
     def caller_name(self) -> str:
         return self._field("caller_name")
+
+    @property
+    def outgoing(self) -> bool:
+        """True for a channel Asterisk dialled (a Dial leg, the channel of an AMI or CLI
+        Originate: Asterisk's AST_FLAG_OUTGOING), False for one that called in. Asterisk clears
+        it when a dialled channel goes on in the dialplan after a bridge."""
+        return self._field("outgoing") == "1"
 
     @property
     def app_data(self) -> str:

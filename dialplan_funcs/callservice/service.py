@@ -193,7 +193,10 @@ def inbound(chan: px.Channel, routing_only: bool = False) -> Inbound:
             _parsed[values] = found   # the other INITSERVICE reads of this call skip the parsing
             return found
     armed = values[-1]
-    if chan.tech != "PJSIP":
+    if chan.tech != "PJSIP" or chan.outgoing:
+        # Only a call a SOP sent us can carry routing data: not one over another technology
+        # (IAX2, Local...), nor a channel this node dialled (an Originate to a SOP's trunk
+        # that then runs CallService did not come from that SOP).
         found = Inbound("none", None, None, NO_PARAMS, armed)
     else:
         endpoint = pjsip_endpoint(chan)

@@ -145,12 +145,84 @@ def prometheus_conf(uri: str = "metrics") -> str:
     return f"[general]\nenabled = yes\ncore_metrics_enabled = yes\nuri = {uri}\n"
 
 
+def modules_conf_loading(*modules: str) -> str:
+    """modules.conf as the default one (autoload, :data:`NOLOAD_MODULES` left out), except that
+    ``modules`` (names from :data:`NOLOAD_MODULES`, e.g. :data:`PROMETHEUS`, :data:`IAX2`) load."""
+    unknown = [m for m in modules if m not in NOLOAD_MODULES]
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: not in NOLOAD_MODULES (autoload loads it anyway)")
+    return modules_conf(noload=[m for m in NOLOAD_MODULES if m not in modules])
+
+
 def metrics_configs(host: str, port: int = HTTP_PORT, uri: str = "metrics") -> dict[str, str]:
     """The files that expose Asterisk's Prometheus metrics at ``http://host:port/uri``: the
     HTTP server on ``host``, prometheus.conf, and modules.conf loading res_prometheus (which
     the defaults leave out). For ``configs=``/``extra_configs``."""
     return {"http.conf": http_conf(host, port), "prometheus.conf": prometheus_conf(uri),
-            "modules.conf": modules_conf(noload=[m for m in NOLOAD_MODULES if m != PROMETHEUS])}
+            "modules.conf": modules_conf_loading(PROMETHEUS)}
+
+
+#: chan_iax2, left out by default: without a ``bindaddr`` it listens on 0.0.0.0:4569.
+IAX2 = "chan_iax2.so"
+#: IAX2's port; every instance binds it on its own loopback address, so all share the number.
+IAX2_PORT = 4569
+
+
+def iax_conf(host: str, port: int = IAX2_PORT, *, codecs: str = "ulaw",
+             entries: Iterable[str] = ()) -> str:
+    """iax.conf: chan_iax2 bound to ``host:port`` only, then ``entries`` (:func:`iax_peer`,
+    :func:`iax_user`). No DNS SRV lookups, no native transfer (media stays between the two
+    Asterisk processes that set up the call), no jitter buffer."""
+    require_loopback(host)
+    general = ("[general]\n"
+               f"bindaddr = {host}:{port}\n"
+               "srvlookup = no\n"
+               "transfer = no\n"
+               "jitterbuffer = no\n"
+               "autokill = yes\n"
+               "disallow = all\n"
+               f"allow = {codecs}\n")
+    return "\n".join([general, *entries])
+
+
+def iax_peer(name: str, peer_host: str, peer_port: int = IAX2_PORT, *, username: str | None = None,
+             codecs: str = "ulaw") -> str:
+    """An IAX2 peer to call: ``Dial(IAX2/<name>/<exten>)`` sends the call to
+    ``peer_host:peer_port`` (loopback only), as the IAX2 user ``username`` there (default
+    ``name``)."""
+    require_loopback(peer_host)
+    return (f"[{name}]\n"
+            "type = peer\n"
+            f"host = {peer_host}\n"
+            f"port = {peer_port}\n"
+            f"username = {username or name}\n"
+            "qualify = no\n"
+            "disallow = all\n"
+            f"allow = {codecs}\n")
+
+
+def iax_user(name: str, peer_host: str, *, context: str, codecs: str = "ulaw") -> str:
+    """An IAX2 user: calls that name ``name`` and come from ``peer_host`` (and no other address)
+    run the dialplan in ``context``. No secret: the address is the authentication, as the
+    helpers' PJSIP identify-by-IP endpoints do."""
+    require_loopback(peer_host)
+    return (f"[{name}]\n"
+            "type = user\n"
+            f"context = {context}\n"
+            "deny = 0.0.0.0/0.0.0.0\n"
+            f"permit = {peer_host}/255.255.255.255\n"
+            "disallow = all\n"
+            f"allow = {codecs}\n")
+
+
+def iax2_configs(host: str, entries: Iterable[str] = (), port: int = IAX2_PORT,
+                 codecs: str = "ulaw") -> dict[str, str]:
+    """The files that make an instance on ``host`` speak IAX2 there: iax.conf (:func:`iax_conf`
+    with ``entries``) and modules.conf loading chan_iax2 (which the defaults leave out). For
+    ``configs=``/``extra_configs``; pick ``host`` with UDP :data:`IAX2_PORT` free
+    (``free_loopback_host(udp_ports=(5060, IAX2_PORT))``)."""
+    return {"iax.conf": iax_conf(host, port, codecs=codecs, entries=entries),
+            "modules.conf": modules_conf_loading(IAX2)}
 
 
 def scrape(host: str, port: int = HTTP_PORT, uri: str = "metrics", timeout: float = 5) -> str:

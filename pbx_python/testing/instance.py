@@ -47,9 +47,11 @@ class AddressInUseError(AsteriskError):
     test run on the same machine) took the address between the check and the bind."""
 
 
-#: Log lines of a failed bind: AMI (tcptls.c) and a PJSIP transport (config_transport.c).
+#: Log lines of a failed bind: AMI (tcptls.c), a PJSIP transport (config_transport.c) and IAX2
+#: (chan_iax2's netsock.c; it then falls back to 0.0.0.0, so such an instance must not run).
 _BIND_FAILED_RE = re.compile(r"Unable to bind AMI server to \S+: Address already in use"
-                             r"|Transport '[^']*' could not be started: Address already in use")
+                             r"|Transport '[^']*' could not be started: Address already in use"
+                             r"|Unable to bind to \S+: Address already in use")
 
 
 def cli_quote(arg: str) -> str:

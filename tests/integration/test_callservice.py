@@ -20,13 +20,14 @@ pytestmark = pytest.mark.integration
 SOPS = ("sopA", "sopB", "sopC")
 
 
-def pick_hosts(names=SOPS) -> dict[str, str]:
-    """Free 127.0.0.N addresses (SIP 5060 and AMI 5038 unused), outside the phones range, tried
-    in random order: suites running at the same time would otherwise all take the lowest free
-    ones, and an address taken between the check and Asterisk's bind fails a test for nothing."""
+def pick_hosts(names=SOPS, more_udp_ports=()) -> dict[str, str]:
+    """Free 127.0.0.N addresses (SIP 5060 and AMI 5038 unused, and ``more_udp_ports``),
+    outside the phones range, tried in random order: suites running at the same time would
+    otherwise all take the lowest free ones, and an address taken between the check and
+    Asterisk's bind fails a test for nothing."""
     hosts: dict[str, str] = {}
     for name in names:
-        hosts[name] = free_loopback_host(udp_ports=(5060,), tcp_ports=(5038,),
+        hosts[name] = free_loopback_host(udp_ports=(5060, *more_udp_ports), tcp_ports=(5038,),
                                          candidates=random.sample(range(11, 190), 179),
                                          exclude=hosts.values())
     return hosts

@@ -4,13 +4,15 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from pbx_python.testing import AsteriskError, AsteriskInstance, cli_quote, configs
+from pbx_python.testing import (AddressInUseError, AsteriskError, AsteriskInstance, cli_quote, configs,
+                                free_loopback_host)
 
 pytestmark = pytest.mark.integration
 
@@ -143,6 +145,24 @@ def test_binds_only_on_host(asterisk_factory) -> None:
     assert all(p == "udp" and addr in ("0.0.0.0", "::", "*") and port >= 1024 for p, addr, port in others), socks
     assert len(others) <= 2, socks
 
+
+def test_iax2_configs_make_chan_iax2_listen_on_the_instance_address_only(asterisk_factory) -> None:
+    host = free_loopback_host(udp_ports=(5060, configs.IAX2_PORT), shuffle=True)
+    ast = asterisk_factory(host=host, configs=configs.iax2_configs(host), start=True)
+    assert "chan_iax2.so" in ast.cli("module show like chan_iax2")
+    iax = [s for s in _sockets_of(ast.pid) if s[2] == configs.IAX2_PORT]
+    assert iax == [("udp", host, configs.IAX2_PORT)]
+
+
+
+def test_an_iax2_port_taken_on_the_instance_address_fails_the_start(asterisk_factory) -> None:
+    host = free_loopback_host(udp_ports=(5060, configs.IAX2_PORT), shuffle=True)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind((host, configs.IAX2_PORT))
+        ast = asterisk_factory(host=host, configs=configs.iax2_configs(host))
+        with pytest.raises(AddressInUseError, match=rf"Unable to bind to {re.escape(host)}:4569"):
+            ast.start()
+    assert not ast.running
 
 def test_stop_kills_exactly_its_own_pid(asterisk_factory) -> None:
     a = asterisk_factory(host="127.0.0.5", start=True)

@@ -157,6 +157,36 @@ def test_metrics_configs_serve_prometheus_on_the_instance_address_only() -> None
         configs.scrape("10.0.0.1")
 
 
+def test_iax2_configs_bind_the_instance_address_and_admit_only_the_peer_address() -> None:
+    files = configs.iax2_configs("127.0.0.9", [
+        configs.iax_peer("sopA", "127.0.0.5", username="caller"),
+        configs.iax_user("caller", "127.0.0.5", context="phones")])
+    conf = files["iax.conf"]
+    assert conf.startswith("[general]\nbindaddr = 127.0.0.9:4569\n")
+    assert "\n[sopA]\ntype = peer\nhost = 127.0.0.5\nport = 4569\nusername = caller\n" in conf
+    user = conf.split("[caller]\n", 1)[1]
+    assert "context = phones\n" in user
+    assert "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.5/255.255.255.255\n" in user
+    assert "noload => chan_iax2.so" not in files["modules.conf"]
+    assert "noload => chan_alsa.so" in files["modules.conf"]     # the other exclusions stay
+
+
+@pytest.mark.parametrize("make", [
+    lambda: configs.iax_conf("0.0.0.0"),
+    lambda: configs.iax_peer("p", "10.0.0.1"),
+    lambda: configs.iax_user("u", "192.168.1.2", context="x"),
+])
+def test_iax2_configs_refuse_addresses_outside_loopback(make) -> None:
+    with pytest.raises(ValueError, match="127.0.0.0/8"):
+        make()
+
+
+def test_modules_conf_loading_refuses_a_module_the_defaults_load_anyway() -> None:
+    assert "noload => res_prometheus.so" not in configs.modules_conf_loading(configs.PROMETHEUS)
+    with pytest.raises(ValueError, match="chan_pjsip.so"):
+        configs.modules_conf_loading("chan_pjsip.so")
+
+
 def test_parse_headers() -> None:
     h = parse_headers(INVITE)
     assert h["X-Test"] == ["hello", "again"]

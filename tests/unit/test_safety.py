@@ -29,6 +29,7 @@ def uses(chan: Channel) -> dict:
     return {
         "name": lambda: chan.name, "uniqueid": lambda: chan.uniqueid,
         "priority": lambda: chan.priority, "caller_name": lambda: chan.caller_name,
+        "outgoing": lambda: chan.outgoing,
         "app_data": lambda: chan.app_data, "get_var": lambda: chan.get_var("X"),
         "set_var": lambda: chan.set_var("X", "1"), "unset": lambda: chan.set_var("X", None),
         "set_vars": lambda: chan.set_vars({"X": "1"}), "eval": lambda: chan.eval("${X}"),
