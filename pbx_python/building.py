@@ -94,7 +94,9 @@ def read_asterisk_conf(path: Path) -> dict[str, str]:
     for raw in path.read_text(errors="replace").splitlines():
         line = raw.split(";", 1)[0].strip()
         if line.startswith("["):
-            section = line[1:].split("]", 1)[0].strip()
+            name, _, options = line[1:].partition("]")
+            # a template ([directories](!), as in Asterisk's sample) is not applied by Asterisk
+            section = "" if "!" in options else name.strip()
         elif section == "directories" and "=" in line:
             key, value = (s.strip() for s in line.split("=", 1))
             found[key] = value.lstrip(">").strip()

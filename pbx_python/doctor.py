@@ -202,24 +202,23 @@ def embedded_python(config: Optional[Config]) -> str:
 def check_venv(config: Optional[Config]) -> Check:
     what = "embedded Python"
     python = embedded_python(config)
-    source = "python = " if config is not None and config.python else \
-        "python not set (the Python that built the module; checked: this one) "
+    source = f"python = {python}" if config is not None and config.python else \
+        f"python not set (the module embeds the Python that built it; assumed: {python})"
     if not os.access(python, os.X_OK):
-        return Check(False, what, f"{source}{python}: not an executable (pbx_python.so refuses "
-                     "to load)")
+        return Check(False, what, f"{source}: not an executable (pbx_python.so refuses to load)")
     try:
         out = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=60,
                              check=False, stdin=subprocess.DEVNULL, cwd="/")
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return Check(False, what, f"{source}{python}: cannot run: {exc}")
+        return Check(False, what, f"{source}: cannot run: {exc}")
     lines = out.stdout.splitlines()
     if out.returncode != 0 or len(lines) < 4:
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        return Check(False, what, f"{source}{python}: cannot import pbx_python ({last}): "
+        return Check(False, what, f"{source}: cannot import pbx_python ({last}): "
                      f"install it into that environment ({python} -m pip install <checkout>)")
     prefix, base, version, where = lines[:4]
     venv = f"venv {prefix}" if prefix != base else "no venv (the system's site-packages)"
-    return Check(True, what, f"{source}{python}: {venv}, pbx_python {version} "
+    return Check(True, what, f"{source}: {venv}, pbx_python {version} "
                  f"({Path(where).parent})")
 
 
@@ -301,9 +300,13 @@ def check_running(prefix: Path, asterisk_conf: Path, rundir: Path) -> Check:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return Check(False, what, f"{ctl}: asterisk -rx failed: {exc}")
     lines = [line.rstrip() for line in status.splitlines() if line.strip()]
-    failed = [line.strip() for line in lines if "FAILED" in line]
+    failed = []
+    for line in lines:
+        text = " ".join(line.split())
+        if (text.startswith("Last load:") and "failed" in text) or "FAILED:" in text:
+            failed.append(text)
     if failed:
-        return Check(False, what, f"{ctl}: pbx_python.so loaded, module(s) failed: "
+        return Check(False, what, f"{ctl}: pbx_python.so loaded, with failures: "
                      f"{'; '.join(failed)}", lines)
     return Check(True, what, f"{ctl}: pbx_python.so loaded ('python show status' below)", lines)
 

@@ -23,15 +23,15 @@ def test_a_prefix_without_headers_is_refused_with_what_to_do(tmp_path):
         building.asterisk_prefix(str(tmp_path))
 
 
-def test_install_dirs_follow_the_asterisk_conf_of_the_prefix(tmp_path):
+def test_install_dirs_follow_the_asterisk_conf_of_the_prefix_not_its_template(tmp_path):
     assert building.asterisk_dirs(tmp_path) == {
         "astetcdir": tmp_path / "etc" / "asterisk",
         "astmoddir": tmp_path / "lib" / "asterisk" / "modules",
         "astrundir": tmp_path / "var" / "run" / "asterisk"}
     (tmp_path / "etc" / "asterisk").mkdir(parents=True)
     (tmp_path / "etc" / "asterisk" / "asterisk.conf").write_text(
-        "[options]\nastmoddir => /nowhere\n[directories](!)\nastmoddir => /opt/mods ; ours\n"
-        "astrundir = /run/ast\n")
+        "[options]\nastmoddir => /nowhere\n[directories](!)\nastrundir => /template\n"
+        "[directories]\nastmoddir => /opt/mods ; ours\nastrundir = /run/ast\n")
     dirs = building.asterisk_dirs(tmp_path)
     assert dirs["astmoddir"] == building.Path("/opt/mods")
     assert dirs["astrundir"] == building.Path("/run/ast")
