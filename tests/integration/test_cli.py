@@ -8,15 +8,22 @@ import sys
 
 import pytest
 
+from pbx_python.testing import health
 from tests.conftest import MODULE_SO, PYMODS
 
 pytestmark = pytest.mark.integration
 
 
 def doctor(ast) -> subprocess.CompletedProcess[str]:
+    """pbx-python doctor on the instance's Asterisk. On an ASan build its `asterisk -V`/`-rx`
+    run with the instance's ASAN_OPTIONS (suppressions; reports into its log dir, which the
+    fixture checks), as the helpers' own CLI clients do."""
+    env = dict(os.environ)
+    if ast.asan:
+        env["ASAN_OPTIONS"] = health.asan_options(ast.logdir, os.environ)
     return subprocess.run([sys.executable, "-m", "pbx_python.cli", "doctor",
                            "--asterisk-prefix", str(ast.prefix), "--asterisk-conf", str(ast.conf)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_doctor_passes_on_a_running_asterisk_and_shows_its_view(python_asterisk):
