@@ -86,11 +86,26 @@ def check_libpython() -> Check:
     return Check(True, what, f"{lib} (Python {sys.version.split()[0]}, {sys.executable})")
 
 
+_LIBPYTHON = re.compile(rb"libpython(\d+\.\d+[a-z]*)\.so")
+
+
+def linked_python(so: Path) -> Optional[str]:
+    """The Python version (and ABI flags: ``3.11``, ``3.13t``) whose libpython a built
+    pbx_python.so links (its DT_NEEDED name, read from the file), or None if none is named."""
+    try:
+        m = _LIBPYTHON.search(so.read_bytes())
+    except OSError:
+        return None
+    return m.group(1).decode() if m else None
+
+
 def check_installed(moddir: Path) -> Check:
     so = moddir / "pbx_python.so"
     if not so.exists():
         return Check(False, "module installed", f"no {so}: run 'pbx-python install'")
-    return Check(True, "module installed", str(so))
+    linked = linked_python(so)
+    return Check(True, "module installed",
+                 f"{so} (links libpython{linked})" if linked else str(so))
 
 
 # -- pbx_python.conf ------------------------------------------------------------------------------
@@ -190,7 +205,8 @@ def check_config(path: Path) -> tuple[Check, Optional[Config]]:
 # -- the embedded Python ----------------------------------------------------------------------------
 
 _PROBE = ("import sys, pbx_python; print(sys.prefix); print(sys.base_prefix); "
-          "print(pbx_python.__version__); print(pbx_python.__file__)")
+          "print(pbx_python.__version__); print(pbx_python.__file__); "
+          "print('%d.%d' % sys.version_info[:2] + sys.abiflags)")
 
 
 def embedded_python(config: Optional[Config]) -> str:
@@ -199,7 +215,9 @@ def embedded_python(config: Optional[Config]) -> str:
     return (config.python if config is not None and config.python else "") or sys.executable
 
 
-def check_venv(config: Optional[Config]) -> Check:
+def check_venv(config: Optional[Config], linked: Optional[str] = None) -> Check:
+    """The interpreter the module embeds can import pbx_python; with `linked` (the version whose
+    libpython the installed module links), it must be that version."""
     what = "embedded Python"
     python = embedded_python(config)
     source = f"python = {python}" if config is not None and config.python else \
@@ -212,11 +230,15 @@ def check_venv(config: Optional[Config]) -> Check:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return Check(False, what, f"{source}: cannot run: {exc}")
     lines = out.stdout.splitlines()
-    if out.returncode != 0 or len(lines) < 4:
+    if out.returncode != 0 or len(lines) < 5:
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
         return Check(False, what, f"{source}: cannot import pbx_python ({last}): "
                      f"install it into that environment ({python} -m pip install <checkout>)")
-    prefix, base, version, where = lines[:4]
+    prefix, base, version, where, pyver = lines[-5:]
+    if linked and pyver != linked:
+        return Check(False, what, f"{source}: Python {pyver}, but the installed pbx_python.so "
+                     f"links libpython{linked}: rebuild it with that Python ({Path(python).parent}"
+                     "/pbx-python install)")
     venv = f"venv {prefix}" if prefix != base else "no venv (the system's site-packages)"
     return Check(True, what, f"{source}: {venv}, pbx_python {version} "
                  f"({Path(where).parent})")
@@ -327,8 +349,10 @@ def run_checks(prefix: Optional[Path], how: str, asterisk_conf: Optional[Path],
             checks.append(Check(False, "asterisk.conf", f"no {asterisk_conf}"))
         else:
             dirs.update({k: Path(v) for k, v in building.read_asterisk_conf(asterisk_conf).items()})
+    linked = None
     if "astmoddir" in dirs:
         checks.append(check_installed(dirs["astmoddir"]))
+        linked = linked_python(dirs["astmoddir"] / "pbx_python.so")
     if config_path is None and "astetcdir" in dirs:
         config_path = dirs["astetcdir"] / CONFIG_NAME
     config = None
@@ -337,7 +361,7 @@ def run_checks(prefix: Optional[Path], how: str, asterisk_conf: Optional[Path],
     else:
         check, config = check_config(config_path)
         checks.append(check)
-    checks.append(check_venv(config))
+    checks.append(check_venv(config, linked))
     if config is not None:
         checks += check_modules(config)
     if prefix is not None and "astrundir" in dirs:

@@ -86,6 +86,23 @@ def test_a_module_not_installed_fails_saying_how_to_install(tmp_path):
     assert not check.ok and "run 'pbx-python install'" in check.detail
 
 
+def test_the_installed_module_is_reported_with_the_libpython_it_links(tmp_path):
+    (tmp_path / "pbx_python.so").write_bytes(b"\x7fELF\0libc.so.6\0libpython3.11.so.1.0\0")
+    check = doctor.check_installed(tmp_path)
+    assert check.ok and check.detail == f"{tmp_path}/pbx_python.so (links libpython3.11)"
+
+
+def test_an_embedded_python_of_another_version_than_the_module_links_fails():
+    config = doctor.parse([("general", "python", sys.executable)])
+    check = doctor.check_venv(config, linked="3.99")
+    mine = "%d.%d" % sys.version_info[:2] + sys.abiflags
+    assert not check.ok
+    assert check.detail == (f"python = {sys.executable}: Python {mine}, but the installed "
+                            "pbx_python.so links libpython3.99: rebuild it with that Python "
+                            f"({Path(sys.executable).parent}/pbx-python install)")
+    assert doctor.check_venv(config, linked=mine).ok
+
+
 def test_a_missing_pbx_python_conf_fails_naming_the_sample(tmp_path):
     check, config = doctor.check_config(tmp_path / "pbx_python.conf")
     assert not check.ok and config is None
