@@ -7,7 +7,8 @@ is in pyproject.toml. This file adds what pyproject.toml cannot say:
     python setup.py install_module [--asterisk-prefix P] [--build-dir D]  # = pbx-python install
 
 Both run pbx_python/building.py (the one implementation, shared with the pbx-python command).
-build_py copies the C sources (csrc/) and contrib/pbx_python.conf.sample into the built package
+build_py copies the C sources (csrc/), contrib/pbx_python.conf.sample and the cluster directory's
+SQL schema (the test helpers' private PostgreSQL applies it) into the built package
 (pbx_python/_src/), so that `pbx-python build` works from a package installed with `pip install .`.
 """
 from __future__ import annotations
@@ -22,7 +23,8 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).resolve().parent
 #: Copied into the package as pbx_python/_src/ (source path relative to ROOT).
 SHIPPED_SOURCES = ("csrc/build_module.py", "csrc/pbx_python.c", "csrc/gil_handoff.c",
-                   "contrib/pbx_python.conf.sample")
+                   "contrib/pbx_python.conf.sample",
+                   "contrib/directory/schema.sql")   # for pbx_python.testing.postgres
 
 
 def building():

@@ -103,6 +103,10 @@ def test_pip_install_gives_the_package_and_the_pbx_python_command(tmp_path):
     assert package.is_relative_to(tmp_path / "venv")                # installed, not the checkout
     assert (package / "py.typed").is_file()
     assert (package / "testing" / "scenarios" / "uac.xml").is_file()
+    schema = subprocess.run([str(bin_dir / "python"), "-c",
+                             "from pbx_python.testing.postgres import SCHEMA; print(SCHEMA)"],
+                            capture_output=True, text=True, cwd=tmp_path).stdout.strip()
+    assert schema == str(package / "_src" / "schema.sql") and Path(schema).is_file()
     plugin = subprocess.run([str(bin_dir / "python"), "-c",
                              "from importlib.metadata import entry_points; "
                              "print([e.value for e in entry_points(group='pytest11')])"],
