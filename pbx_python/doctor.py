@@ -246,26 +246,39 @@ def check_venv(config: Optional[Config], linked: Optional[str] = None) -> Check:
 
 def dry_run(paths: Sequence[str], modules: Sequence[str]) -> list[dict]:
     """Import each module with the decorators collecting into a fresh registry; what each
-    declares, or why it failed. Runs in the embedded interpreter (``python -m pbx_python.doctor``)."""
+    declares, or why it failed. Runs in the embedded interpreter (``python -m pbx_python.doctor``).
+
+    A declaration belongs to the listed module it was made in (or the most specific listed
+    package holding it), as the loader counts them: a module imported by another is still shown
+    as declaring its own names."""
     from .registry import Registry, collect_into
     for path in reversed(list(paths)):
         if path not in sys.path:
             sys.path.insert(0, path)
+    registry = Registry()
+    previous = collect_into(registry)
+    errors: dict[str, str] = {}
+    try:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except BaseException as exc:  # noqa: BLE001 - user code may raise anything
+                errors[name] = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    finally:
+        collect_into(previous)
+
+    def owner(module: str) -> Optional[str]:
+        roots = [m for m in modules if module == m or module.startswith(m + ".")]
+        return max(roots, key=len) if roots else None
+
     results = []
     for name in modules:
-        registry = Registry()
-        previous = collect_into(registry)
-        entry: dict = {"module": name, "ok": True, "error": ""}
-        try:
-            importlib.import_module(name)
-        except BaseException as exc:  # noqa: BLE001 - user code may raise anything
-            entry.update(ok=False, error="".join(traceback.format_exception_only(type(exc), exc)).strip())
-        finally:
-            collect_into(previous)
-        entry["applications"] = sorted(spec.name for spec in registry.apps.values())
-        entry["functions"] = sorted(registry.functions)
-        entry["cli"] = sorted(registry.clis)
-        results.append(entry)
+        results.append({
+            "module": name, "ok": name not in errors, "error": errors.get(name, ""),
+            "applications": sorted(s.name for s in registry.apps.values() if owner(s.module) == name),
+            "functions": sorted(s.name for s in registry.functions.values() if owner(s.module) == name),
+            "cli": sorted(s.command for s in registry.clis.values() if owner(s.module) == name),
+        })
     return results
 
 

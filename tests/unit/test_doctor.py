@@ -199,6 +199,26 @@ def test_a_module_that_fails_to_import_fails_with_the_exception(tmp_path):
     assert empty.ok and empty.detail == "applications (none); functions (none); CLI commands (none)"
 
 
+def test_a_module_imported_by_another_still_shows_its_own_declarations(tmp_path):
+    (tmp_path / "pxd_lib.py").write_text("import pbx_python as px\n\n"
+                                         "@px.function('PXD_LIB')\ndef lib(chan):\n    return ''\n")
+    (tmp_path / "pxd_main.py").write_text("import pxd_lib\nimport pbx_python as px\n\n"
+                                          "@px.application('PxdMain')\ndef main(chan):\n    pass\n")
+    main_check, lib_check = doctor.check_modules(module_conf(tmp_path, "pxd_main", "pxd_lib"))
+    assert main_check.detail == "applications PxdMain; functions (none); CLI commands (none)"
+    assert lib_check.detail == "applications (none); functions PXD_LIB; CLI commands (none)"
+
+
+def test_the_same_name_declared_by_two_modules_fails_the_second(tmp_path):
+    for name in ("pxd_one", "pxd_two"):
+        (tmp_path / f"{name}.py").write_text("import pbx_python as px\n\n"
+                                             "@px.application('PxdSame')\ndef app(chan):\n    pass\n")
+    one, two = doctor.check_modules(module_conf(tmp_path, "pxd_one", "pxd_two"))
+    assert one.ok
+    assert not two.ok and two.detail == ("import failed: ValueError: application PxdSame is "
+                                         "declared twice (pxd_one and pxd_two)")
+
+
 def test_no_control_socket_means_no_running_asterisk_and_is_not_a_failure(tmp_path):
     check = doctor.check_running(tmp_path, tmp_path / "asterisk.conf", tmp_path / "run")
     assert check.ok and check.detail.startswith(f"none (no control socket {tmp_path}/run/asterisk.ctl)")
