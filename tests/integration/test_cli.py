@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from pbx_python.doctor import check_running
 from pbx_python.testing import health
 from tests.conftest import MODULE_SO, PYMODS
 
@@ -66,6 +67,15 @@ def test_doctor_says_when_pbx_python_is_not_loaded(asterisk_factory):
     assert out.returncode == 1
     assert f"FAIL  running Asterisk: {ast.base}/run/asterisk.ctl: pbx_python.so is not loaded " \
         "(module load pbx_python.so; see its log)" in out.stdout.splitlines()
+
+
+def test_a_control_socket_nobody_answers_on_fails(asterisk_prefix, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "asterisk.ctl").write_text("")       # left behind by a dead Asterisk
+    conf = tmp_path / "asterisk.conf"
+    conf.write_text(f"[directories]\nastrundir => {tmp_path / 'run'}\n")
+    check = check_running(asterisk_prefix, conf, tmp_path / "run")
+    assert check.lines() == [f"FAIL  running Asterisk: {tmp_path}/run/asterisk.ctl: it does not answer"]
 
 
 def test_new_gives_a_module_whose_generated_test_passes_against_asterisk(asterisk_prefix, tmp_path):
