@@ -74,7 +74,7 @@ $(VENV)/.apt-ok: Makefile
 	  else echo "missing Debian packages (install as root):$$missing"; exit 1; fi; fi
 	@mkdir -p $(VENV) && touch $@
 
-$(VENV)/.deps-ok: setup.py | $(VENV)/.apt-ok
+$(VENV)/.deps-ok: setup.py pyproject.toml | $(VENV)/.apt-ok
 	$(PYTHON) -c 'import sysconfig,sys; sys.exit(0 if sysconfig.get_config_var("Py_ENABLE_SHARED") else "$(PYTHON) has no shared libpython: use another python3 (PYTHON=/usr/bin/python3)")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check $(foreach p,$(PIP_PACKAGES),'$(p)')
@@ -99,8 +99,10 @@ $(ASAN_BUILD)/pbx_python.so: $(VENV)/.deps-ok csrc/pbx_python.c csrc/gil_handoff
 
 module-asan: asterisk-asan $(ASAN_BUILD)/pbx_python.so
 
+# pbx-python install (pbx_python/cli.py): builds into $(BUILD), then renames it into astmoddir
+# (of your ASTERISK_PREFIX, else of the cached build).
 install: module
-	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) setup.py -q install_module --build-dir $(BUILD)
+	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(VENV)/bin/pbx-python install --build-dir $(BUILD)
 
 unit: deps
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)

@@ -1,61 +1,44 @@
-"""pbx_python: Python dialplan applications and functions embedded in Asterisk.
+"""pbx_python's setup.py: the cffi build of the Asterisk module, and the package's build_py.
 
-    pip install .                                  # the Python package (pbx_python, dialplan_funcs)
-    python setup.py build_module [--asterisk-prefix P]    # build/pbx_python.so with cffi
-    python setup.py install_module [--asterisk-prefix P]  # into astmoddir, atomically, + conf sample
+The package's metadata (name, version, dependencies, the pbx-python command, the pytest plugin)
+is in pyproject.toml. This file adds what pyproject.toml cannot say:
 
-The Asterisk prefix comes from --asterisk-prefix, else $ASTERISK_PREFIX, else the cached build of
-contrib/build-asterisk.sh. The Python running setup.py is the one embedded (use a venv's python
-to embed that venv).
+    python setup.py build_module [--asterisk-prefix P] [--build-dir D]    # = pbx-python build
+    python setup.py install_module [--asterisk-prefix P] [--build-dir D]  # = pbx-python install
+
+Both run pbx_python/building.py (the one implementation, shared with the pbx-python command).
+build_py copies the C sources (csrc/), contrib/pbx_python.conf.sample and the cluster directory's
+SQL schema (the test helpers' private PostgreSQL applies it) into the built package
+(pbx_python/_src/), so that `pbx-python build` works from a package installed with `pip install .`.
 """
 from __future__ import annotations
 
-import os
+import importlib.util
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-from setuptools import Command, find_packages, setup
+from setuptools import Command, setup
+from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
+#: Copied into the package as pbx_python/_src/ (source path relative to ROOT).
+SHIPPED_SOURCES = ("csrc/build_module.py", "csrc/pbx_python.c", "csrc/gil_handoff.c",
+                   "contrib/pbx_python.conf.sample",
+                   "contrib/directory/schema.sql")   # for pbx_python.testing.postgres
 
 
-def asterisk_prefix(explicit: str | None) -> Path:
-    prefix = explicit or os.environ.get("ASTERISK_PREFIX")
-    if not prefix:
-        out = subprocess.run(["bash", str(ROOT / "contrib" / "build-asterisk.sh"), "--print"],
-                             check=True, capture_output=True, text=True).stdout.strip()
-        prefix = out.splitlines()[-1]
-    path = Path(prefix)
-    if not (path / "include" / "asterisk.h").is_file():
-        raise SystemExit(f"no Asterisk headers under {path}/include: build Asterisk with "
-                         "contrib/build-asterisk.sh, or set ASTERISK_PREFIX to an Asterisk "
-                         "installed with 'make install-headers'")
-    return path
+def building():
+    """pbx_python/building.py, loaded without importing the package (nothing is installed yet)."""
+    spec = importlib.util.spec_from_file_location("_pbx_python_building",
+                                                  ROOT / "pbx_python" / "building.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def asterisk_dirs(prefix: Path) -> tuple[Path, Path]:
-    """(astmoddir, astetcdir) of the Asterisk at prefix, honouring its asterisk.conf."""
-    moddir, etcdir = prefix / "lib" / "asterisk" / "modules", prefix / "etc" / "asterisk"
-    conf = etcdir / "asterisk.conf"
-    if conf.is_file():
-        section = ""
-        for raw in conf.read_text(errors="replace").splitlines():
-            line = raw.split(";", 1)[0].strip()
-            if line.startswith("["):
-                section = line.strip("[]").split("(")[0]
-            elif section == "directories" and "=>" in line:
-                key, value = (s.strip() for s in line.split("=>", 1))
-                if key == "astmoddir":
-                    moddir = Path(value)
-    return moddir, etcdir
-
-
-class BuildModule(Command):
-    description = "build pbx_python.so (the Asterisk module) with cffi"
+class _ModuleCommand(Command):
     user_options = [("asterisk-prefix=", None, "Asterisk installation prefix"),
-                    ("build-dir=", None, "output directory (default: build)")]
+                    ("build-dir=", None, "output directory of pbx_python.so (default: build)")]
 
     def initialize_options(self) -> None:
         self.asterisk_prefix = None
@@ -65,58 +48,41 @@ class BuildModule(Command):
         self.build_dir = Path(self.build_dir or ROOT / "build")
 
     def run(self) -> None:
-        sys.path.insert(0, str(ROOT / "csrc"))
-        from build_module import build  # noqa: E402 - csrc/ is not a package
-        prefix = asterisk_prefix(self.asterisk_prefix)
-        target = build(prefix / "include", Path(self.build_dir))
-        print(f"built {target} against {prefix}")
+        b = building()
+        try:
+            self.run_with(b, b.asterisk_prefix(self.asterisk_prefix))
+        except b.BuildError as exc:
+            raise SystemExit(f"error: {exc}") from None
+
+    def run_with(self, b, prefix: Path) -> None:
+        raise NotImplementedError
 
 
-class InstallModule(Command):
-    description = "install pbx_python.so into astmoddir (atomically) and pbx_python.conf.sample"
-    user_options = [("asterisk-prefix=", None, "Asterisk installation prefix"),
-                    ("build-dir=", None, "where build_module put pbx_python.so")]
+class BuildModule(_ModuleCommand):
+    description = "build pbx_python.so (the Asterisk module) with cffi (= pbx-python build)"
 
-    def initialize_options(self) -> None:
-        self.asterisk_prefix = None
-        self.build_dir = None
+    def run_with(self, b, prefix: Path) -> None:
+        print(f"built {b.build(prefix, self.build_dir)} against {prefix}")
 
-    def finalize_options(self) -> None:
-        self.build_dir = Path(self.build_dir or ROOT / "build")
+
+class InstallModule(_ModuleCommand):
+    description = ("build pbx_python.so, install it into astmoddir (atomically) and "
+                   "pbx_python.conf.sample (= pbx-python install)")
+
+    def run_with(self, b, prefix: Path) -> None:
+        module, sample = b.install(prefix, self.build_dir)
+        print(f"installed {module} and {sample}")
+
+
+class BuildPy(build_py):
+    """The package plus pbx_python/_src/: what `pbx-python build` compiles when installed."""
 
     def run(self) -> None:
-        build = self.distribution.get_command_obj("build_module")   # build what is installed
-        build.asterisk_prefix = self.asterisk_prefix or build.asterisk_prefix
-        build.build_dir = self.build_dir
-        self.run_command("build_module")
-        prefix = asterisk_prefix(self.asterisk_prefix)
-        moddir, etcdir = asterisk_dirs(prefix)
-        built = Path(self.build_dir) / "pbx_python.so"
-        install_atomically(built, moddir / "pbx_python.so", 0o755)
-        install_atomically(ROOT / "contrib" / "pbx_python.conf.sample",
-                           etcdir / "pbx_python.conf.sample", 0o644)
-        print(f"installed {moddir / 'pbx_python.so'} and {etcdir / 'pbx_python.conf.sample'}")
+        super().run()
+        target = Path(self.build_lib) / "pbx_python" / "_src"
+        target.mkdir(parents=True, exist_ok=True)
+        for rel in SHIPPED_SOURCES:
+            shutil.copyfile(ROOT / rel, target / Path(rel).name)
 
 
-def install_atomically(src: Path, dst: Path, mode: int) -> None:
-    """Copy to a temporary file beside dst, then rename: a loaded .so is never written in place."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.chmod(tmp, mode)
-    os.replace(tmp, dst)
-
-
-setup(
-    name="pbx_python",
-    version="0.1.0",
-    description="Python dialplan applications and functions embedded in Asterisk",
-    packages=find_packages(include=["pbx_python", "pbx_python.*", "dialplan_funcs",
-                                    "dialplan_funcs.*"]),
-    package_data={"pbx_python.testing": ["scenarios/*.xml", "asan.supp"]},
-    python_requires=">=3.11",
-    install_requires=["cffi>=1.17"],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
-    entry_points={"pytest11": ["pbx_python = pbx_python.testing.plugin"]},
-    cmdclass={"build_module": BuildModule, "install_module": InstallModule},
-)
+setup(cmdclass={"build_module": BuildModule, "install_module": InstallModule, "build_py": BuildPy})

@@ -39,3 +39,26 @@ def module_so(root: Path = ROOT, environ: Mapping[str, str] = os.environ,
     if explicit:
         return Path(explicit).resolve()
     return (build_dir(root, prefix) / "pbx_python.so").resolve()
+
+
+def find_module_so(asterisk_prefix: Path, root: Path = ROOT,
+                   environ: Mapping[str, str] = os.environ,
+                   prefix: str | os.PathLike[str] = sys.prefix) -> tuple[Path | None, str]:
+    """(the pbx_python.so a test loads into the Asterisk at ``asterisk_prefix``, how it was found),
+    or (None, why none): ``$PBX_PYTHON_MODULE``, else the checkout's build paired with the venv
+    (pbx_python installed from a checkout with ``pip install -e``), else the module installed in
+    that Asterisk (``pbx-python install``)."""
+    if environ.get("PBX_PYTHON_MODULE"):
+        so = module_so(root, environ, prefix)
+        return (so, "PBX_PYTHON_MODULE") if so.is_file() else \
+            (None, f"PBX_PYTHON_MODULE={so} does not exist")
+    candidates = []
+    if (root / "csrc" / "pbx_python.c").is_file():
+        candidates.append((module_so(root, environ, prefix), "the checkout's build"))
+    installed = asterisk_prefix / "lib" / "asterisk" / "modules" / "pbx_python.so"
+    candidates.append((installed, "installed in the Asterisk"))
+    for so, how in candidates:
+        if so.is_file():
+            return so, how
+    return None, (f"no pbx_python.so in {' nor '.join(str(so) for so, _ in candidates)}: run "
+                  "'pbx-python install' (or 'make module' in the checkout), or set PBX_PYTHON_MODULE")

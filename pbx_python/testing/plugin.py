@@ -1,5 +1,5 @@
-"""pytest plugin: ``asterisk_prefix``, ``asterisk_factory``, ``sipp`` and ``postgres`` fixtures,
-``--asterisk-prefix``.
+"""pytest plugin: ``asterisk_prefix``, ``asterisk_factory``, ``pbx_python_module``, ``sipp`` and
+``postgres`` fixtures, ``--asterisk-prefix``.
 
 Load with ``pytest_plugins = ["pbx_python.testing.plugin"]`` in a top-level conftest, or via a
 ``pytest11`` entry point. Base dirs of instances are kept (and listed at the end of the run) when
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .instance import AddressInUseError, AsteriskInstance
+from .module import find_module_so
 from .net import claim_host, free_loopback_host, release_host
 from .sipp import Sipp
 
@@ -166,6 +167,17 @@ def asterisk_prefix(pytestconfig: pytest.Config) -> Path:
     if prefix is None:
         pytest.skip(how)
     return prefix
+
+
+@pytest.fixture(scope="session")
+def pbx_python_module(asterisk_prefix: Path) -> Path:
+    """The pbx_python.so to load (``asterisk_factory(modules=[pbx_python_module])``):
+    ``$PBX_PYTHON_MODULE``, the checkout's build, or the one installed in the Asterisk under test;
+    fails the test, saying where it looked, when there is none."""
+    so, how = find_module_so(asterisk_prefix)
+    if so is None:
+        pytest.fail(how, pytrace=False)
+    return so
 
 
 @pytest.fixture

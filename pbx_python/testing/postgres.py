@@ -30,7 +30,10 @@ from typing import Any, Optional
 from .net import free_loopback_host, free_port, release_host
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = ROOT / "contrib" / "directory" / "schema.sql"
+#: The checkout's schema; a package installed with `pip install .` carries a copy in pbx_python/_src.
+SCHEMA = next((p for p in (ROOT / "contrib" / "directory" / "schema.sql",
+                           ROOT / "pbx_python" / "_src" / "schema.sql") if p.is_file()),
+              ROOT / "contrib" / "directory" / "schema.sql")
 DB_NAME = "pbx"
 DB_USER = "pbx"
 SUPERUSER = "postgres"
