@@ -35,6 +35,11 @@ exten => s,1,Answer()
  same => n,WaitExten(10)
 switch => Python/office
 
+[background]
+exten => s,1,Answer()
+ same => n,Background(silence/10,,,office)
+ same => n,Verbose(0,RESULT Background went on without a jump)
+
 [ghost]
 switch => Python/nosuch
 """
@@ -97,11 +102,11 @@ def test_an_undeclared_switch_has_no_extensions_and_warns_once(node):
 
 # ---- overlap dialling: Asterisk's matchmore through the PBX's own digit collection ----
 
-def dialled(ast, digits: str) -> tuple[str, float]:
-    """Send `digits` as DTMF to a channel waiting in [overlap] (digit timeout 4 s); return the
-    RESULT line and the seconds from the first digit sent to the body running."""
+def dialled(ast, digits: str, context: str = "overlap") -> tuple[str, float]:
+    """Send `digits` as DTMF to a channel waiting in `context` ([overlap]: digit timeout 4 s);
+    return the RESULT line and the seconds from the first digit sent to the body running."""
     since = ast.log_offset()
-    ast.cli(f"channel originate Local/s@overlap extension d{digits}@default")
+    ast.cli(f"channel originate Local/s@{context} extension d{digits}@default")
     ast.wait_for_log(r"SendDTMF", since=since)
     start = time.monotonic()
     line = ast.wait_for_log(r"app_verbose\.c: (RESULT\b.*)$", timeout=15, since=since).group(1)
@@ -122,6 +127,13 @@ def test_a_number_that_could_go_on_waits_for_the_digit_timeout(node):
 
 def test_a_bang_pattern_runs_on_its_first_digit(node):
     line, _ = dialled(node, "712")
+    assert line == "RESULT _7! ran for 7"
+
+
+def test_background_jumps_on_a_digit_the_switch_can_match_and_needs_no_more_for(node):
+    # Background(...,office): a single digit that canmatch says can match and matchmore says
+    # needs nothing more sends the channel to that extension at once (pbx_builtins.c)
+    line, _ = dialled(node, "7", "background")
     assert line == "RESULT _7! ran for 7"
 
 
@@ -169,7 +181,7 @@ def test_an_exception_in_a_body_is_logged_and_hangs_the_call_up(node):
 def test_python_show_switches_lists_extensions_in_match_order_with_handlers(node):
     call(node, "2001")
     text = node.cli("python show switches office")
-    rows = [ln.split() for ln in text.splitlines() if re.match(r"\s*\d+\s", ln)]
+    rows = [ln.split() for ln in text.splitlines() if re.match(r"\d+ +\S+ +\S+ +\d+ +\d+$", ln)]
     assert [r[1] for r in rows] == ["2000", "boom", "bye", "dial", "goto", "sub", "vars",
                                     "_20XX", "_2XXX", "_7!", "_9."]
     near = next(r for r in rows if r[1] == "_20XX")
