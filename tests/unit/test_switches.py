@@ -106,4 +106,4 @@ def test_the_packed_table_lists_each_switch_and_its_patterns(reg):
     a.extension("100")(lambda chan, exten: 0)
     a.extension("_2XXX")(lambda chan, exten: 0)
     px.switch("b")
-    assert switches.pack(reg.switches) == b"a\0100\0_2XXX\0\0b\0\0"
+    assert switches.pack(reg.switches) == b"a\x00" b"100\x00" b"_2XXX\x00\x00" b"b\x00\x00"
