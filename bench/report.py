@@ -487,7 +487,7 @@ def switch_section(sw: tuple[Path, dict[str, Any], dict[str, Any]]) -> str:
     path, run, b = sw
     out = "## 7. Whole contexts: extensions.conf, `switch => Python`, `switch => Lua`\n\n" + source(path, run, b) + "\n"
     out += ("The same context of twelve extensions and patterns three ways; the call goes to `_5XXX` (number "
-            "5123). *exists*: `${DIALPLAN_EXISTS(<context>,5123,1)}` inside one `Set()`; *Gosub*: a Gosub "
+            "5345). *exists*: `${DIALPLAN_EXISTS(<context>,5345,1)}` inside one `Set()`; *Gosub*: a Gosub "
             "into a body that sets a variable and returns. Marginal cost per call as in section 1 "
             "(method in `bench/switch.py`).\n\n"
             "| Call | Iterations | Marginal µs per call (min / **median** / max) | Loop iteration with 1 call, µs "
