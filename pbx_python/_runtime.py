@@ -176,7 +176,7 @@ SWITCH_ENTRIES: dict[str, Entry] = {}     # key: "<switch>/<pattern>"
 INT_MIN, INT_MAX = -2**31, 2**31 - 1
 
 
-def app_result(res: Any, name: str) -> int:
+def app_result(res: Any, name: str, kind: str = "application") -> int:
     """An application's return value as Asterisk's int result (README: "Values")."""
     if res is None:
         return 0
@@ -184,9 +184,9 @@ def app_result(res: Any, name: str) -> int:
         res = int.__int__(res)     # the number itself: an int subclass's own methods are not used
         if INT_MIN <= res <= INT_MAX:
             return res
-        raise ValueError(f"application {name} returned {res}, outside the range of a C int; "
+        raise ValueError(f"{kind} {name} returned {res}, outside the range of a C int; "
                          "expected None or 0 (continue), -1 (hang up)")
-    raise TypeError(f"application {name} returned {_safe_repr(res)}; expected None or 0 "
+    raise TypeError(f"{kind} {name} returned {_safe_repr(res)}; expected None or 0 "
                     "(continue), -1 (hang up)")
 
 
@@ -320,7 +320,7 @@ def _switch_entry(spec: Any) -> Entry:
                 if res is None:
                     res = 0
                 elif type(res) is not int or not INT_MIN <= res <= INT_MAX:
-                    res = app_result(res, f"switch extension {key}")
+                    res = app_result(res, key, "switch extension")
             except BaseException:  # noqa: BLE001 - mapped to a defined result below
                 stats.errors += 1
                 _failed("switch extension", f"{key} ({exten}@{context})", chan)

@@ -107,3 +107,39 @@ def test_the_packed_table_lists_each_switch_and_its_patterns(reg):
     a.extension("_2XXX")(lambda chan, exten: 0)
     px.switch("b")
     assert switches.pack(reg.switches) == b"a\x00" b"100\x00" b"_2XXX\x00\x00" b"b\x00\x00"
+
+
+# ---- the entry C calls to run a body (pure Python: these bodies do not call into Asterisk) ----
+
+def body(handler):
+    sw = switches.Switch("office", __name__)
+    sw.extension("_2XXX")(handler)
+    return sw.extensions["_2XXX"]
+
+
+def test_a_body_gets_the_dialled_number_and_its_none_means_continue():
+    from pbx_python import _runtime
+    seen = []
+    assert _runtime._switch_entry(body(lambda chan, exten: seen.append(exten)))(1, 2, "2345", "office") == 0
+    assert seen == ["2345"]
+
+
+def test_a_body_exception_hangs_up_with_python_error_set(capfd):
+    from pbx_python import _runtime
+
+    def handler(chan, exten):
+        raise RuntimeError("boom")
+    spec = body(handler)
+    res, batch = _runtime._switch_entry(spec)(1, 2, "2345", "office")
+    assert res == -1
+    assert batch == b"PYTHON_ERROR\0RuntimeError: boom\0"
+    err = capfd.readouterr().err
+    assert "switch extension office/_2XXX (2345@office)" in err and "Traceback" in err
+    assert (spec.stats.calls, spec.stats.errors) == (1, 1)
+
+
+def test_a_body_returning_something_else_than_an_int_is_an_error(capfd):
+    from pbx_python import _runtime
+    res, batch = _runtime._switch_entry(body(lambda chan, exten: "yes"))(1, 2, "2345", "office")
+    assert res == -1
+    assert batch.startswith(b"PYTHON_ERROR\0TypeError: switch extension office/_2XXX returned 'yes'")
