@@ -489,7 +489,9 @@ def switch_section(sw: tuple[Path, dict[str, Any], dict[str, Any]]) -> str:
     out += ("The same context of twelve extensions and patterns three ways; the call goes to `_5XXX` (number "
             "5345). *exists*: `${DIALPLAN_EXISTS(<context>,5345,1)}` inside one `Set()`; *Gosub*: a Gosub "
             "into a body that sets a variable and returns. Marginal cost per call as in section 1 "
-            "(method in `bench/switch.py`).\n\n"
+            "(method in `bench/switch.py`). Asterisk runs every switch lookup made for a channel between "
+            "`ast_autoservice_start()` and `ast_autoservice_stop()`, which waits for its autoservice thread: "
+            "that round trip, the same for both switches, is what the switch rows measure.\n\n"
             "| Call | Iterations | Marginal µs per call (min / **median** / max) | Loop iteration with 1 call, µs "
             "(median) |\n|---|---|---|---|\n")
     for row in b.get("variants", {}).values():
