@@ -215,6 +215,32 @@ def test_reload_swaps_the_table(python_asterisk, tmp_path):
     assert call(ast, "300") == "RESULT three again"
 
 
+LOOKUP_LOOP = DIALPLAN + """
+[lookups]
+exten => s,1,Set(I=0)
+ same => n,Set(MISSED=0)
+ same => n,While($[${I} < 150])
+ same => n,Set(MISSED=$[${MISSED} + ! ${DIALPLAN_EXISTS(office,100,1)}])
+ same => n,Set(I=$[${I} + 1])
+ same => n,EndWhile()
+ same => n,Verbose(0,RESULT lookups done, missed ${MISSED})
+"""
+
+
+def test_lookups_during_reloads_see_a_whole_table_every_time(python_asterisk, tmp_path):
+    write_module(tmp_path / "px_sw.py", {"100": "one", "_3XX": "three"})
+    ast = python_asterisk(LOOKUP_LOOP, modules=("px_sw",), paths=(str(tmp_path),))
+    since = ast.log_offset()
+    ast.cli("channel originate Local/s@lookups application Wait 30")
+    for i in range(6):    # every generation has 100: a lookup never finds it missing
+        write_module(tmp_path / "px_sw.py", {"100": f"one {i}", f"_{4 + i}XX": "other"})
+        assert "reloaded successfully" in ast.cli("module reload pbx_python.so")
+    line = ast.wait_for_log(r"app_verbose\.c: (RESULT lookups done.*)$", timeout=30,
+                            since=since).group(1)
+    assert line == "RESULT lookups done, missed 0"
+    assert call(ast, "100") == "RESULT one 5"
+
+
 def test_a_failed_reload_keeps_the_old_table(python_asterisk, tmp_path):
     write_module(tmp_path / "px_sw.py", {"100": "one hundred"})
     ast = python_asterisk(DIALPLAN, modules=("px_sw",), paths=(str(tmp_path),))
