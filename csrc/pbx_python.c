@@ -12,9 +12,10 @@
  * configuration meaning) lives in the Python package pbx_python.
  *
  * Calls from Asterisk into Python take two routes:
- *  - The hot path (a dialplan application run, a function read or write) calls Python through the
- *    CPython C API: pbx_python._runtime keeps one entry callable per registered name in three
- *    dicts (APP_ENTRIES, FUNC_READ_ENTRIES, FUNC_WRITE_ENTRIES); the trampoline takes the GIL,
+ *  - The hot path (a dialplan application run, a function read or write, a switch extension's
+ *    body) calls Python through the CPython C API: pbx_python._runtime keeps one entry callable
+ *    per registered name in four dicts (APP_ENTRIES, FUNC_READ_ENTRIES, FUNC_WRITE_ENTRIES,
+ *    SWITCH_ENTRIES); the trampoline takes the GIL,
  *    looks the name up, builds the arguments as str objects and calls the entry once. The entry
  *    returns its result and, if the Python code set variables, their batch; C copies both before
  *    it drops the GIL, then applies the assignments without it. One GIL hand-off per call.
