@@ -483,6 +483,25 @@ def first_call_section(fc: tuple[Path, dict[str, Any], dict[str, Any]]) -> str:
     return out + "\n"
 
 
+def switch_section(sw: tuple[Path, dict[str, Any], dict[str, Any]]) -> str:
+    path, run, b = sw
+    out = "## 7. Whole contexts: extensions.conf, `switch => Python`, `switch => Lua`\n\n" + source(path, run, b) + "\n"
+    out += ("The same context of twelve extensions and patterns three ways; the call goes to `_5XXX` (number "
+            "5345). *exists*: `${DIALPLAN_EXISTS(<context>,5345,1)}` inside one `Set()`; *Gosub*: a Gosub "
+            "into a body that sets a variable and returns. Marginal cost per call as in section 1 "
+            "(method in `bench/switch.py`). Asterisk runs every switch lookup made for a channel between "
+            "`ast_autoservice_start()` and `ast_autoservice_stop()`, which waits for its autoservice thread: "
+            "that round trip, the same for both switches, is what the switch rows measure.\n\n"
+            "| Call | Iterations | Marginal µs per call (min / **median** / max) | Loop iteration with 1 call, µs "
+            "(median) |\n|---|---|---|---|\n")
+    for row in b.get("variants", {}).values():
+        out += (f"| {row['label']} | {row['n']} | {mmm(row.get('marginal_us'), 2)} | "
+                f"{f(med(row.get('iter_lo_us')), 2)} |\n")
+    if b.get("errors"):
+        out += f"\nErrors logged during the run: `{b['errors']}`\n"
+    return out + "\n"
+
+
 def errors_section(results: list[tuple[Path, dict[str, Any]]]) -> str:
     path, run = results[-1]
     bad = {k: v for k, v in run.get("benchmarks", {}).items() if v.get("status") != "ok"}
@@ -500,7 +519,7 @@ def generate(mode: Optional[str] = None) -> str:
         return "No results yet: run `make bench`.\n"
     sections = (("dispatch", dispatch_section), ("concurrency", concurrency_section),
                 ("callservice_e2e", e2e_section), ("failover", failover_section), ("memory", memory_section),
-                ("first_call", first_call_section))
+                ("first_call", first_call_section), ("switch", switch_section))
     r = {n: latest(results, n) for n, _ in sections}
     parts = [machine_section(results), targets_section(r)]
     for name, fn in sections:

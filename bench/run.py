@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from common import Mode, log  # noqa: E402
 
-ORDER = ["dispatch", "first_call", "memory", "concurrency", "callservice_e2e", "failover"]
+ORDER = ["dispatch", "first_call", "memory", "concurrency", "callservice_e2e", "failover", "switch"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,6 +96,8 @@ void pyast_manager_event(const char *event, const char *body);
 int pyast_thread_state_count(void);
 void pyast_stack_info(struct pyast_stack_info *info);
 void pyast_directories(const char **config_dir, const char **data_dir);
+int pyast_switch_load(const char *table, size_t len);
+ssize_t pyast_switch_dump(const char **out);
 const char *ast_get_version(void);
 extern int ast_verb_sys_level;
 extern int option_debug;

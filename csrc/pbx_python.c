@@ -12,9 +12,10 @@
  * configuration meaning) lives in the Python package pbx_python.
  *
  * Calls from Asterisk into Python take two routes:
- *  - The hot path (a dialplan application run, a function read or write) calls Python through the
- *    CPython C API: pbx_python._runtime keeps one entry callable per registered name in three
- *    dicts (APP_ENTRIES, FUNC_READ_ENTRIES, FUNC_WRITE_ENTRIES); the trampoline takes the GIL,
+ *  - The hot path (a dialplan application run, a function read or write, a switch extension's
+ *    body) calls Python through the CPython C API: pbx_python._runtime keeps one entry callable
+ *    per registered name in four dicts (APP_ENTRIES, FUNC_READ_ENTRIES, FUNC_WRITE_ENTRIES,
+ *    SWITCH_ENTRIES); the trampoline takes the GIL,
  *    looks the name up, builds the arguments as str objects and calls the entry once. The entry
  *    returns its result and, if the Python code set variables, their batch; C copies both before
  *    it drops the GIL, then applies the assignments without it. One GIL hand-off per call.
@@ -56,6 +57,7 @@
 #include "asterisk/options.h"
 #include "asterisk/res_prometheus.h"
 #include "asterisk/paths.h"
+#include "asterisk/astobj2.h"
 
 #ifndef PYAST_DEFAULT_PYTHON
 #define PYAST_DEFAULT_PYTHON ""
@@ -136,12 +138,12 @@ static AST_LIST_HEAD_STATIC(registered_clis, pyast_cli);
 AST_THREADSTORAGE(pyast_result_buf);
 
 /*! The entry tables of the hot path (see the top of this file), indexed by enum pyast_kind. */
-enum pyast_kind { PYAST_APP, PYAST_READ, PYAST_WRITE };
-static PyObject *entry_tables[3];
-static const char *const entry_table_names[3] = {
-	"APP_ENTRIES", "FUNC_READ_ENTRIES", "FUNC_WRITE_ENTRIES",
+enum pyast_kind { PYAST_APP, PYAST_READ, PYAST_WRITE, PYAST_SWITCH };
+static PyObject *entry_tables[4];
+static const char *const entry_table_names[4] = {
+	"APP_ENTRIES", "FUNC_READ_ENTRIES", "FUNC_WRITE_ENTRIES", "SWITCH_ENTRIES",
 };
-static const char *const kind_names[3] = { "Application", "Function", "Function" };
+static const char *const kind_names[4] = { "Application", "Function", "Function", "Switch extension" };
 
 /* ---- helpers ---- */
 
@@ -1832,6 +1834,307 @@ static int bind_entry_tables(void)
 	return res;
 }
 
+/* ---- the dialplan switch: switch => Python/<name> (docs/DESIGN.md, "Switch") ---- */
+
+/*
+ * Asterisk asks a switch whether an extension exists (exists, canmatch, matchmore) with the
+ * contexts locked, often many times per call (overlap dialling, Goto and Gosub checks, the PBX
+ * loop itself), and sometimes without a channel. These lookups never run Python: they match
+ * against an immutable table that Python hands over in one call at each successful (re)load,
+ * sorted here with Asterisk's own ast_extension_cmp and matched with ast_extension_match and
+ * ast_extension_close, so the precedence is exactly the dialplan's. A reload builds a new table and
+ * swaps it in (an ao2 global object): a lookup holds a reference to the one it started with, so it
+ * sees the old table or the new one, never a mix. Only exec (priority 1 of an extension, run after
+ * Asterisk has unlocked the contexts) calls Python, through the same entry path as applications.
+ */
+
+/*! One Python switch: its name and its extensions/patterns in match order. */
+struct pyast_sw {
+	const char *name;
+	const char **patterns;
+	int n;
+	int lookups;                /*!< exists/canmatch/matchmore calls since this table was loaded */
+};
+
+/*! The table of every switch: an immutable ao2 object (lookups counted atomically apart). */
+struct pyast_sw_table {
+	struct pyast_sw *sws;
+	int n;
+	char *blob;                 /*!< the strings, as Python packed them */
+	struct ao2_container *warned; /*!< undeclared switch names already warned about */
+};
+
+static AO2_GLOBAL_OBJ_STATIC(switch_table);
+
+static void sw_table_destroy(void *obj)
+{
+	struct pyast_sw_table *tab = obj;
+	int i;
+
+	for (i = 0; tab->sws && i < tab->n; i++) {
+		ast_free(tab->sws[i].patterns);
+	}
+	ast_free(tab->sws);
+	ast_free(tab->blob);
+	ao2_cleanup(tab->warned);
+}
+
+static int sw_pattern_cmp(const void *a, const void *b)
+{
+	return ast_extension_cmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+/*!
+ * \brief Replace the switch table. \a table holds \a len bytes: per switch, its name, its
+ * patterns, then an empty string, each NUL-terminated (pbx_python.switches.pack()).
+ * \retval 0 in service now
+ * \retval -1 no memory or a malformed table: the previous table stays
+ */
+static int pyast_switch_load(const char *table, size_t len)
+{
+	struct pyast_sw_table *tab;
+	const char *end, *c;
+	int nsw = 0, i, k;
+
+	if (len && table[len - 1] != '\0') {
+		return -1;
+	}
+	tab = ao2_alloc_options(sizeof(*tab), sw_table_destroy, AO2_ALLOC_OPT_LOCK_NOLOCK);
+	if (!tab) {
+		return -1;
+	}
+	tab->warned = ast_str_container_alloc(7);
+	tab->blob = ast_malloc(len + 1);
+	if (!tab->warned || !tab->blob) {
+		ao2_ref(tab, -1);
+		return -1;
+	}
+	memcpy(tab->blob, table, len);
+	tab->blob[len] = '\0';
+	end = tab->blob + len;
+	/* count the switches: a name starts each one, an empty string ends it */
+	for (c = tab->blob; c < end; ) {
+		nsw++;
+		c += strlen(c) + 1;
+		while (c < end && *c) {
+			c += strlen(c) + 1;
+		}
+		c++;
+	}
+	if (nsw && !(tab->sws = ast_calloc(nsw, sizeof(*tab->sws)))) {
+		ao2_ref(tab, -1);
+		return -1;
+	}
+	tab->n = nsw;
+	for (c = tab->blob, i = 0; c < end && i < nsw; i++) {
+		const char *first;
+
+		tab->sws[i].name = c;
+		c += strlen(c) + 1;
+		for (first = c; c < end && *c; c += strlen(c) + 1) {
+			tab->sws[i].n++;
+		}
+		c++;
+		if (tab->sws[i].n && !(tab->sws[i].patterns = ast_calloc(tab->sws[i].n, sizeof(char *)))) {
+			ao2_ref(tab, -1);
+			return -1;
+		}
+		for (k = 0; k < tab->sws[i].n; k++, first += strlen(first) + 1) {
+			tab->sws[i].patterns[k] = first;
+		}
+		qsort(tab->sws[i].patterns, tab->sws[i].n, sizeof(char *), sw_pattern_cmp);
+	}
+	ao2_global_obj_replace_unref(switch_table, tab);
+	ao2_ref(tab, -1);
+	return 0;
+}
+
+/*!
+ * \brief The table in service, for 'python show switches': per switch "name\0lookups\0" then
+ * its patterns in match order, each followed by a NUL, then a NUL.
+ * \return the length of *out (per-thread buffer), 0 when there is no table, -1 no memory.
+ */
+static ssize_t pyast_switch_dump(const char **out)
+{
+	struct pyast_sw_table *tab = ao2_global_obj_ref(switch_table);
+	struct ast_str *all = ast_str_create(256);
+	size_t used = 0;
+	ssize_t res = -1;
+	char count[32];
+	int i, k, failed = 0;
+
+	*out = "";
+	if (!all) {
+		ao2_cleanup(tab);
+		return -1;
+	}
+	for (i = 0; tab && i < tab->n && !failed; i++) {
+		snprintf(count, sizeof(count), "%d", ast_atomic_fetchadd_int(&tab->sws[i].lookups, 0));
+		failed |= append_value(&all, &used, 0, tab->sws[i].name, strlen(tab->sws[i].name));
+		failed |= append_value(&all, &used, 0, count, strlen(count));
+		for (k = 0; k < tab->sws[i].n && !failed; k++) {
+			failed |= append_value(&all, &used, 0, tab->sws[i].patterns[k], strlen(tab->sws[i].patterns[k]));
+		}
+		failed |= append_value(&all, &used, 0, "", 0);
+	}
+	if (!failed) {
+		res = used ? hand_out_bytes(ast_str_buffer(all), used, out) : 0;
+	}
+	ast_free(all);
+	ao2_cleanup(tab);
+	return res;
+}
+
+/*!
+ * The pattern of switch \a name that Asterisk would pick for \a exten with \a action
+ * (E_MATCH: exists/exec, E_CANMATCH, E_MATCHMORE), as pbx_lua and the dialplan match: the first
+ * in ast_extension_cmp order. NULL: none, or the switch is not declared (warned once per load).
+ * No Python, no blocking, no channel: called with the contexts locked.
+ */
+static const char *sw_find(struct pyast_sw_table *tab, const char *name, const char *context,
+	const char *exten, int action)
+{
+	struct pyast_sw *sw = NULL;
+	int i, match;
+
+	for (i = 0; i < tab->n; i++) {
+		if (!strcmp(tab->sws[i].name, name)) {
+			sw = &tab->sws[i];
+			break;
+		}
+	}
+	if (!sw) {
+		char *seen;
+		int warn;
+
+		ao2_lock(tab->warned);
+		seen = ao2_find(tab->warned, name, OBJ_SEARCH_KEY | OBJ_NOLOCK);
+		warn = !seen && !ast_str_container_add(tab->warned, name);
+		ao2_unlock(tab->warned);
+		ao2_cleanup(seen);
+		if (warn) {
+			ast_log(LOG_WARNING, "switch => Python/%s (context %s): no Python switch named '%s' "
+				"is declared; its extensions do not exist (see 'python show switches')\n",
+				name, S_OR(context, ""), name);
+		}
+		return NULL;
+	}
+	ast_atomic_fetchadd_int(&sw->lookups, +1);
+	for (i = 0; i < sw->n; i++) {
+		match = action == E_MATCH ? ast_extension_match(sw->patterns[i], exten)
+			: ast_extension_close(sw->patterns[i], exten, action);
+		if (!match) {
+			continue;
+		}
+		if (action == E_MATCHMORE && match == 2) {
+			/* a pattern ending in '!' matches already: no more digits are needed (final) */
+			return NULL;
+		}
+		return sw->patterns[i];
+	}
+	return NULL;
+}
+
+/*! exists/canmatch/matchmore: the table only. Only priority 1 exists (the body). */
+static int sw_lookup(const char *context, const char *exten, int priority, const char *data, int action)
+{
+	struct pyast_sw_table *tab;
+	int found;
+
+	if (priority != 1 || ast_strlen_zero(data) || !exten) {
+		return 0;
+	}
+	if (!(tab = ao2_global_obj_ref(switch_table))) {
+		return 0;
+	}
+	found = sw_find(tab, data, context, exten, action) != NULL;
+	ao2_ref(tab, -1);
+	return found;
+}
+
+static int sw_exists(struct ast_channel *chan, const char *context, const char *exten, int priority,
+	const char *callerid, const char *data)
+{
+	return sw_lookup(context, exten, priority, data, E_MATCH);
+}
+
+static int sw_canmatch(struct ast_channel *chan, const char *context, const char *exten, int priority,
+	const char *callerid, const char *data)
+{
+	return sw_lookup(context, exten, priority, data, E_CANMATCH);
+}
+
+static int sw_matchmore(struct ast_channel *chan, const char *context, const char *exten, int priority,
+	const char *callerid, const char *data)
+{
+	return sw_lookup(context, exten, priority, data, E_MATCHMORE);
+}
+
+/*!
+ * exec: run the extension's body in Python, entry(call, chan, exten, context), through the same
+ * path as an application (Python's stack, the GIL hand-off, errors logged and mapped to -1).
+ * Asterisk calls it with the contexts unlocked. \return the body's result: 0 the PBX goes on
+ * (priority 2 does not exist unless a Goto moved the channel), -1 hang up.
+ */
+static int sw_exec(struct ast_channel *chan, const char *context, const char *exten, int priority,
+	const char *callerid, const char *data)
+{
+	struct pyast_sw_table *tab;
+	const char *pattern = NULL;
+	char *key = NULL, *argv[2];
+	struct pyast_call call = { .chan = chan, .data = "" };
+	struct entry_job ej = {
+		.job = { .what = kind_names[PYAST_SWITCH], .run = entry_run },
+		.kind = PYAST_SWITCH, .call = &call, .res = -1,
+	};
+
+	if (!chan || shutting_down || !python_started || ast_strlen_zero(data) || !exten) {
+		return -1;
+	}
+	if ((tab = ao2_global_obj_ref(switch_table))) {
+		pattern = priority == 1 ? sw_find(tab, data, context, exten, E_MATCH) : NULL;
+		if (pattern && ast_asprintf(&key, "%s/%s", data, pattern) < 0) {
+			key = NULL;
+		}
+		ao2_ref(tab, -1);
+	}
+	if (!key) {
+		ast_log(LOG_WARNING, "Python switch %s has no extension %s, priority %d (context %s): "
+			"the table changed since the lookup?\n", data, exten, priority, S_OR(context, ""));
+		return -1;
+	}
+	ast_verb(3, "Executing [%s@%s:%d] Python switch %s, extension %s\n", exten, S_OR(context, ""),
+		priority, data, key + strlen(data) + 1);
+	argv[0] = (char *) exten;
+	argv[1] = (char *) S_OR(context, "");
+	call.name = key;
+	call.argc = 2;
+	call.argv = argv;
+	ej.key = key;
+	ej.job.name = key;
+	python_call(&ej.job);
+	if (ej.job.refused) {
+		pbx_builtin_setvar_helper(chan, "PYTHON_ERROR",
+			"RecursionError: maximum recursion depth exceeded (too little C stack left to run it)");
+	}
+	if (ej.out.sets) {
+		apply_sets(chan, ej.out.sets, ej.out.setslen);
+		ast_free(ej.out.sets);
+	}
+	ast_free(key);
+	return ej.res;
+}
+
+static struct ast_switch python_switch = {
+	.name = "Python",
+	.description = "Python dialplan switch (pbx_python): switch => Python/<name>",
+	.exists = sw_exists,
+	.canmatch = sw_canmatch,
+	.exec = sw_exec,
+	.matchmore = sw_matchmore,
+};
+static int switch_registered;
+
 /* ---- metrics (res_prometheus) ---- */
 
 /*! A scrape's call into Python, as a job. */
@@ -1986,6 +2289,13 @@ static int load_module(void)
 	 * that fixing the code and 'module reload pbx_python.so' is enough. */
 	load_python_modules(items, n, 0);
 	free_config(items, n);
+	/* after the first load: a lookup finds the table of the modules that loaded */
+	if (ast_register_switch(&python_switch)) {
+		ast_log(LOG_WARNING, "pbx_python: cannot register the dialplan switch 'Python' "
+			"(another module registered one by that name)\n");
+	} else {
+		switch_registered = 1;
+	}
 	metrics_register();
 	return AST_MODULE_LOAD_SUCCESS;
 }
@@ -2025,6 +2335,11 @@ static int unload_module(void)
 	}
 	shutting_down = 1;
 	metrics_unregister();
+	if (switch_registered) {
+		ast_unregister_switch(&python_switch);
+		switch_registered = 0;
+	}
+	ao2_global_obj_release(switch_table);
 	if (python_started) {
 		pyast_on_shutdown();
 	}

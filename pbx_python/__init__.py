@@ -9,6 +9,11 @@
     @px.function("UPPER", synopsis="Upper-case the argument", syntax="UPPER(text)")
     def upper(chan, text=""):
         return text.upper()
+
+    office = px.switch("office")          # extensions.conf: switch => Python/office
+    @office.extension("_2XXX")
+    def internal(chan, exten):
+        return chan.exec_app("Dial", f"PJSIP/{exten},20")
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from .channel import (ApplicationNotFound, Channel, ChannelGone, ChannelRef, Cha
                       hangupcause_key)
 from .config import Config, ConfigError
 from .registry import application, cli_command, function, on_load, on_unload
+from .switches import Switch, switch
 from ._runtime import DialplanError, ShowUsage
 
 __version__ = "0.1.0"
@@ -31,8 +37,8 @@ def config() -> Config:
 
 __all__ = [
     "ApplicationNotFound", "Channel", "ChannelGone", "ChannelRef", "ChannelThreadError",
-    "DialplanError", "Config", "ConfigError", "NotInAsterisk", "ShowUsage",
+    "DialplanError", "Config", "ConfigError", "NotInAsterisk", "ShowUsage", "Switch",
     "LOG_DEBUG", "LOG_ERROR", "LOG_NOTICE", "LOG_WARNING",
     "application", "cli_command", "config", "function", "hangupcause_key", "log", "manager_event",
-    "on_load", "on_unload", "verbose", "verbosity",
+    "on_load", "on_unload", "switch", "verbose", "verbosity",
 ]

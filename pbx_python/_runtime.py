@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 from . import asterisk as ast
 from . import config as config_mod
 from . import loader, logbridge, metrics, signals
+from . import switches as switches_mod
 from .channel import CallChannel, Channel
 from .values import NUL_MESSAGE, value_bytes
 from .registry import AppSpec, CliSpec, FuncSpec, Registry, Stats
@@ -170,11 +171,12 @@ Entry = Callable[..., Any]
 APP_ENTRIES: dict[str, Entry] = {}
 FUNC_READ_ENTRIES: dict[str, Entry] = {}
 FUNC_WRITE_ENTRIES: dict[str, Entry] = {}
+SWITCH_ENTRIES: dict[str, Entry] = {}     # key: "<switch>/<pattern>"
 
 INT_MIN, INT_MAX = -2**31, 2**31 - 1
 
 
-def app_result(res: Any, name: str) -> int:
+def app_result(res: Any, name: str, kind: str = "application") -> int:
     """An application's return value as Asterisk's int result (README: "Values")."""
     if res is None:
         return 0
@@ -182,9 +184,9 @@ def app_result(res: Any, name: str) -> int:
         res = int.__int__(res)     # the number itself: an int subclass's own methods are not used
         if INT_MIN <= res <= INT_MAX:
             return res
-        raise ValueError(f"application {name} returned {res}, outside the range of a C int; "
+        raise ValueError(f"{kind} {name} returned {res}, outside the range of a C int; "
                          "expected None or 0 (continue), -1 (hang up)")
-    raise TypeError(f"application {name} returned {_safe_repr(res)}; expected None or 0 "
+    raise TypeError(f"{kind} {name} returned {_safe_repr(res)}; expected None or 0 "
                     "(continue), -1 (hang up)")
 
 
@@ -304,6 +306,45 @@ def _func_write_entry(spec: FuncSpec) -> Entry:
     return entry
 
 
+def _switch_entry(spec: Any) -> Entry:
+    """A switch extension's body: entry(call, chan, exten, context) -> int. The C side picked
+    the extension from its table; an exception hangs the call up (-1) after logging."""
+    handler, stats, key = spec.handler, spec.stats, spec.key
+
+    def entry(call: int, chan_addr: int, exten: str, context: str) -> Any:
+        chan = CallChannel(chan_addr, call)
+        stats.calls += 1
+        try:
+            try:
+                res = handler(chan, exten)
+                if res is None:
+                    res = 0
+                elif type(res) is not int or not INT_MIN <= res <= INT_MAX:
+                    res = app_result(res, key, "switch extension")
+            except BaseException:  # noqa: BLE001 - mapped to a defined result below
+                stats.errors += 1
+                _failed("switch extension", f"{key} ({exten}@{context})", chan)
+                res = -1
+            if chan._pending:
+                return res, chan._take_pending()
+            return res
+        finally:
+            chan._gone = True
+
+    return entry
+
+
+def _removed_switch_entry(key: str) -> Entry:
+    def entry(call: int, chan_addr: int, exten: str, context: str) -> int:
+        ast.log(ast.LOG_ERROR, f"Switch extension {key} ({exten}@{context}) is no longer provided "
+                "by any Python module (a reload removed it while the call was looked up); the "
+                "channel hangs up")
+        _stats(f"switch:{key}").errors += 1
+        return -1
+
+    return entry
+
+
 def _refused_func_entry(name: str, why: str, result: Any) -> Entry:
     def entry(call: int, chan_addr: Optional[int], *args: str) -> Any:
         ast.log(ast.LOG_ERROR, f"Function {name} {why}")
@@ -327,7 +368,12 @@ def _update_entries(registry: Registry) -> None:
         reads[name] = _func_read_entry(fspec)
         writes[name] = (_func_write_entry(fspec) if fspec.writer is not None else
                         _refused_func_entry(name, "is read-only: write refused", -1))
+    switch_entries = {key: _removed_switch_entry(key) for key in SWITCH_ENTRIES}
+    for sw in registry.switches.values():
+        for spec in sw.extensions.values():
+            switch_entries[spec.key] = _switch_entry(spec)
     # dict.update with str keys runs without releasing the GIL: a trampoline sees old or new
+    SWITCH_ENTRIES.update(switch_entries)
     APP_ENTRIES.update(apps)
     FUNC_READ_ENTRIES.update(reads)
     FUNC_WRITE_ENTRIES.update(writes)
@@ -414,9 +460,13 @@ def _load(triples: list[tuple[str, str, str]], reload: bool) -> int:
         return -1
     for spec in (*result.registry.apps.values(), *result.registry.functions.values()):
         spec.stats = _stats(spec.name)
+    for sw in result.registry.switches.values():
+        for ext in sw.extensions.values():
+            ext.stats = _stats(f"switch:{ext.key}")
     state.config = config
     _update_entries(result.registry)     # before registering: a new name has its entry at once
     _register_with_asterisk(result.registry)
+    _load_switch_table(result.registry)
     previous, state.registry = state.registry, result.registry
     if reload:   # the new code is in service: the old generation may stop what it started
         _log_unload_errors(loader.run_unload_hooks(previous.unload_hooks, "reload"))
@@ -426,7 +476,8 @@ def _load(triples: list[tuple[str, str, str]], reload: bool) -> int:
     state.last_load = (f"{what} at {stamp}: {len(result.modules) - failed} module(s) ok"
                        + (f", {failed} failed" if failed else ""))
     ast.log(ast.LOG_NOTICE, f"pbx_python {what}: {len(result.registry.apps)} application(s), "
-            f"{len(result.registry.functions)} function(s) from "
+            f"{len(result.registry.functions)} function(s), "
+            f"{len(result.registry.switches)} switch(es) from "
             f"{', '.join(m.name for m in result.modules if m.ok) or 'no module'}"
             + (f"; {failed} module(s) failed" if failed else ""))
     return -1 if failed else 0
@@ -450,6 +501,13 @@ def _register_with_asterisk(registry: Registry) -> None:
     for cspec in registry.clis.values():
         if ast.register_cli(cspec.command, cspec.summary, cspec.usage) < 0:
             ast.log(ast.LOG_ERROR, f"Cannot register CLI command '{cspec.command}'")
+
+
+def _load_switch_table(registry: Registry) -> None:
+    """Hand Asterisk the switches' table in one call; it replaces the previous one at once."""
+    if ast.switch_load(switches_mod.pack(registry.switches)) < 0:
+        ast.log(ast.LOG_ERROR, "pbx_python: the switch table could not be built (out of memory?); "
+                "the previous one stays in service")
 
 
 def _log_unload_errors(errors: list[str]) -> None:

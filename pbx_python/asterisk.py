@@ -199,6 +199,33 @@ def register_cli(command: str, summary: str, usage: str) -> int:
     return lib().pyast_register_cli(encode(command), encode(summary), encode(usage))
 
 
+def switch_load(table: bytes) -> int:
+    """Replace the switch table Asterisk matches against (switches.pack()); 0, or -1."""
+    return lib().pyast_switch_load(table, len(table))
+
+
+def switch_dump() -> list[tuple[str, int, list[str]]]:
+    """The switch table in service, as Asterisk holds it: (name, lookups since the last load,
+    patterns in match order) per switch."""
+    out = ffi().new("const char **")
+    n = lib().pyast_switch_dump(out)
+    if n <= 0:
+        return []
+    fields = decode(ffi().unpack(out[0], n)).split("\0")
+    result: list[tuple[str, int, list[str]]] = []
+    i = 0
+    while i + 1 < len(fields) and fields[i]:
+        name, lookups = fields[i], int(fields[i + 1])
+        i += 2
+        pats = []
+        while i < len(fields) and fields[i]:
+            pats.append(fields[i])
+            i += 1
+        i += 1
+        result.append((name, lookups, pats))
+    return result
+
+
 def add_extension(context: str, exten: str, priority: int, app: str, data: str = "") -> None:
     """Add or replace one dialplan priority (the context is created if needed).
 

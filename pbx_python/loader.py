@@ -140,6 +140,8 @@ def _forget(registry: Registry, module: str, keep: set[str]) -> None:
         for key in [k for k, spec in table.items() if _owned(spec.module, [module])]:
             if key not in keep:
                 del table[key]
+    for name in [n for n, sw in registry.switches.items() if _owned(sw.module, [module])]:
+        del registry.switches[name]
     registry.load_hooks[:] = [(m, h) for m, h in registry.load_hooks if not _owned(m, [module])]
     registry.unload_hooks[:] = [(m, h) for m, h in registry.unload_hooks
                                 if not _owned(m, [module])]

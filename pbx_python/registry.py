@@ -79,6 +79,7 @@ class Registry:
     apps: dict[str, AppSpec] = field(default_factory=dict)        # key: lower-case name
     functions: dict[str, FuncSpec] = field(default_factory=dict)  # key: exact name
     clis: dict[str, CliSpec] = field(default_factory=dict)        # key: command
+    switches: dict[str, Any] = field(default_factory=dict)        # key: name; switches.Switch
     load_hooks: list[tuple[str, LoadHook]] = field(default_factory=list)
     unload_hooks: list[tuple[str, UnloadHook]] = field(default_factory=list)
 
@@ -94,6 +95,12 @@ class Registry:
             raise ValueError(f"function {spec.name} is declared twice "
                              f"({self.functions[spec.name].module} and {spec.module})")
         self.functions[spec.name] = spec
+
+    def add_switch(self, sw: Any) -> None:
+        if sw.name in self.switches:
+            raise ValueError(f"switch {sw.name} is declared twice "
+                             f"({self.switches[sw.name].module} and {sw.module})")
+        self.switches[sw.name] = sw
 
     def add_cli(self, spec: CliSpec) -> None:
         if spec.command in self.clis:

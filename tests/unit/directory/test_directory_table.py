@@ -1,13 +1,11 @@
 """The directory table: Asterisk's pattern matching and precedence, exact before patterns."""
 from __future__ import annotations
 
-import functools
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dialplan_funcs.directory.table import Entry, Table, TableError, pattern_cmp
+from dialplan_funcs.directory.table import Entry, Table, TableError
 
 
 def table(*patterns: str) -> Table:
@@ -221,19 +219,6 @@ def test_order_does_not_depend_on_the_order_of_the_rows(patterns):
     if t is None:
         return
     assert valid_table(list(reversed(patterns))).patterns_in_order == t.patterns_in_order
-
-
-@given(PATTERN, PATTERN, PATTERN)
-def test_pattern_order_is_a_total_order(a, b, c):
-    try:
-        for p in (a, b, c):
-            table(p)
-    except TableError:
-        return
-    assert pattern_cmp(a, b) == -pattern_cmp(b, a)
-    ordered = sorted([a, b, c], key=functools.cmp_to_key(pattern_cmp))
-    assert pattern_cmp(ordered[0], ordered[1]) <= 0 and pattern_cmp(ordered[1], ordered[2]) <= 0
-    assert pattern_cmp(ordered[0], ordered[2]) <= 0
 
 
 @given(st.text(alphabet="0123456789", min_size=1, max_size=6), st.lists(PATTERN, max_size=5))
