@@ -28,6 +28,8 @@ ifneq ($(BUILD),build)
 export PBX_PYTHON_MODULE := $(CURDIR)/$(BUILD)/pbx_python.so
 endif
 PYTEST_ARGS ?=
+# What make test / integration / test-asan collect: TESTS=tests/integration/test_switch.py runs one file.
+TESTS ?= tests
 # make demo DEMO_ARGS="--directory=file" (or postgresql; default both), --keep, --verbose
 DEMO_ARGS ?=
 # Debian packages make deps installs (as root). The voice prompts (en, fr) are the ones the test
@@ -108,17 +110,17 @@ unit: deps
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 
 integration: module
-	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) -m pytest tests -q -m integration $(PYTEST_ARGS)
+	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) -m pytest $(TESTS) -q -m integration $(PYTEST_ARGS)
 
 test: module
-	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) -m pytest tests -q -ra $(PYTEST_ARGS)
+	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) -m pytest $(TESTS) -q -ra $(PYTEST_ARGS)
 
 # Integration tests only (unit tests run no Asterisk). ASAN_OPTIONS: see pbx_python/testing/health.py
 # (the helpers set them per instance, with each instance's reports in <base>/log/asan.<pid>).
 # test_install.py is left out: it only compiles and copies files (no Asterisk runs).
 test-asan: module-asan
 	ASTERISK_PREFIX="$$($(ASAN_PREFIX_CMD))" PBX_PYTHON_MODULE="$(CURDIR)/$(ASAN_BUILD)/pbx_python.so" \
-	  $(PY) -m pytest tests -q -ra -m integration --ignore=tests/integration/test_install.py $(PYTEST_ARGS)
+	  $(PY) -m pytest $(TESTS) -q -ra -m integration --ignore=tests/integration/test_install.py $(PYTEST_ARGS)
 
 demo: module
 	ASTERISK_PREFIX="$$(bash contrib/build-asterisk.sh | tail -1)" $(PY) contrib/demo.py $(DEMO_ARGS)

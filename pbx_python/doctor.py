@@ -278,6 +278,8 @@ def dry_run(paths: Sequence[str], modules: Sequence[str]) -> list[dict]:
             "applications": sorted(s.name for s in registry.apps.values() if owner(s.module) == name),
             "functions": sorted(s.name for s in registry.functions.values() if owner(s.module) == name),
             "cli": sorted(s.command for s in registry.clis.values() if owner(s.module) == name),
+            "switches": sorted(f"Python/{sw.name} ({len(sw.in_match_order())} extensions)"
+                               for sw in registry.switches.values() if owner(sw.module) == name),
         })
     return results
 
@@ -304,6 +306,8 @@ def check_modules(config: Config, timeout: float = 120) -> list[Check]:
         parts = [f"{label} {', '.join(r[key]) or '(none)'}" for label, key in
                  (("applications", "applications"), ("functions", "functions"),
                   ("CLI commands", "cli"))]
+        if r.get("switches"):
+            parts.append(f"switches {', '.join(r['switches'])}")
         checks.append(Check(True, what, "; ".join(parts)))
     return checks
 

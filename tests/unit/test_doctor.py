@@ -190,6 +190,38 @@ def test_each_module_is_imported_in_a_dry_run_listing_what_it_declares(tmp_path)
                              "CLI commands pxd show things"]
 
 
+def test_the_dry_run_lists_the_dialplan_switches_a_module_declares(tmp_path):
+    (tmp_path / "pxd_switch.py").write_text(textwrap.dedent("""\
+        import pbx_python as px
+
+        office = px.switch("pxdoffice")
+
+        @office.extension("_2XXX")
+        def internal(chan, exten):
+            return 0
+
+        @office.extension("100")
+        def reception(chan, exten):
+            return 0
+        """))
+    [check] = doctor.check_modules(module_conf(tmp_path, "pxd_switch"))
+    assert check.lines() == ["ok    module pxd_switch: applications (none); functions (none); "
+                             "CLI commands (none); switches Python/pxdoffice (2 extensions)"]
+
+
+def test_a_bad_switch_pattern_fails_the_module_in_the_dry_run(tmp_path):
+    (tmp_path / "pxd_badswitch.py").write_text(textwrap.dedent("""\
+        import pbx_python as px
+
+        @px.switch("pxdbad").extension("_2[X")
+        def broken(chan, exten):
+            return 0
+        """))
+    [check] = doctor.check_modules(module_conf(tmp_path, "pxd_badswitch"))
+    assert not check.ok and check.detail.startswith("import failed:")
+    assert "_2[X" in check.detail
+
+
 def test_a_module_that_fails_to_import_fails_with_the_exception(tmp_path):
     (tmp_path / "pxd_bad.py").write_text("print('noise on stdout')\nraise RuntimeError('broken')\n")
     (tmp_path / "pxd_empty.py").write_text("")
