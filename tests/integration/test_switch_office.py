@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import pytest
@@ -74,8 +74,7 @@ class Office:
     desk: str                  # 2002, the caller
     phone: str                 # 2001's address
     trunk: str                 # the provider's address
-    since: int = 0
-    calls: list[SippResult] = field(default_factory=list)
+    since: int = 0             # the log offset when the last call was placed
 
     def phone_2001(self, behaviour: str) -> SippUas:
         """Phone 2001, answering as ``behaviour`` ("answer", "busy", "silent")."""
@@ -121,7 +120,7 @@ def office(request, asterisk_factory, python_asterisk, sipp) -> Iterator[Office]
                        pjsip_endpoint("2002", desk, context="office",
                                       extra={"callerid": '"Bob Durand" <2002>'}),
                        NOT_REGISTERED,
-                       pjsip_endpoint("trunk", trunk, context="office")])
+                       pjsip_endpoint("trunk", trunk)])
     files = {"pjsip.conf": pjsip, "voicemail.conf": VOICEMAIL_CONF}
     try:
         ast = start_office(request.param, asterisk_factory, python_asterisk, host, files)
@@ -148,7 +147,8 @@ def test_a_busy_phone_sends_the_caller_to_the_busy_greeting(office):
     assert office.heard()[:6] == GREETING_HEAD + ["vm-isonphone"]
 
 
-def test_a_phone_that_does_not_answer_in_20_seconds_sends_the_caller_to_the_unavailable_greeting(office):
+def test_a_phone_that_rings_without_answering_sends_the_caller_to_the_unavailable_greeting(office):
+    # the office rings a phone 20 s, then takes the caller to voicemail
     with office.phone_2001("silent") as phone:
         call = office.dial("2001", hold_ms=GREETING_MS, timeout=45)
         assert len(phone.received_invites()) == 1
