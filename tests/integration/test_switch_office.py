@@ -21,7 +21,7 @@ from pbx_python.testing import AsteriskInstance, Sipp, SippResult, SippUas, free
 from pbx_python.testing.configs import pjsip_conf, pjsip_endpoint
 from pbx_python.testing.net import release_host
 from pbx_python.testing.sipp import DTMF_UAC, dtmf_args
-from pbx_python.testing.voicemail import prompts, seed_messages
+from pbx_python.testing.voicemail import mailbox_dir, prompts, seed_messages
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.asterisk_modules("app_voicemail")]
@@ -80,15 +80,16 @@ class Office:
         """Phone 2001, answering as ``behaviour`` ("answer", "busy", "silent")."""
         return self.sipp.uas(self.phone, 5060, scenario=behaviour)
 
-    def provider(self) -> SippUas:
-        return self.sipp.uas(self.trunk, 5060, scenario="answer")
+    def provider(self, behaviour: str = "answer") -> SippUas:
+        """The provider behind the trunk, answering every call as ``behaviour``."""
+        return self.sipp.uas(self.trunk, 5060, scenario=behaviour)
 
-    def dial(self, number: str, hold_ms: int = 1000, digits: str = "",
+    def dial(self, number: str, hold_ms: int = 1000, digits: str = "", dtmf_wait_ms: int = 500,
              timeout: float = 20) -> SippResult:
         """The desk phone 2002 dials ``number``, keys in ``digits`` once answered (if any),
         and hangs up ``hold_ms`` later."""
         self.since = self.ast.log_offset()
-        extra = {"scenario": DTMF_UAC, "extra_args": dtmf_args(digits, wait_ms=500)} if digits else {}
+        extra = {"scenario": DTMF_UAC, "extra_args": dtmf_args(digits, wait_ms=dtmf_wait_ms)} if digits else {}
         return self.sipp.run_uac(self.ast.host, local_host=self.desk, service=number,
                                  duration_ms=hold_ms, timeout=timeout, **extra)
 
@@ -179,3 +180,22 @@ def test_8000_opens_the_callers_own_mailbox_asking_only_for_the_password(office)
     # two messages are announced after the password
     assert office.heard()[:5] == ["vm-password", "vm-youhave", "digits/2", "vm-INBOX",
                                   "vm-messages"]
+
+
+
+def test_a_caller_who_leaves_a_message_is_thanked_and_hung_up_on(office):
+    # '#' skips the greeting, the second '#' ends the message
+    with office.phone_2001("busy"):
+        call = office.dial("2001", digits="##", dtmf_wait_ms=2500, hold_ms=6000, timeout=30)
+    assert len(list(mailbox_dir(office.ast, "2001", "office").glob("msg*.txt"))) == 1
+    assert office.heard()[-1] == "auth-thankyou"
+    assert [m.split()[0] for m in call.received() if m.startswith("BYE ")] == ["BYE"], \
+        "the caller was not hung up on within 6 s of the thank-you"
+
+
+@pytest.mark.parametrize(("provider_answer", "caller_gets"), [("busy", 486), ("notfound", 404)])
+def test_an_outside_number_the_provider_refuses_gives_the_caller_the_providers_answer(
+        office, provider_answer, caller_gets):
+    with office.provider(provider_answer):
+        call = office.dial("9015550123")
+    assert call.final_status == caller_gets, call
