@@ -94,7 +94,8 @@ class Office:
         """The desk phone 2002 dials ``number``, keys in ``digits`` once answered (if any),
         and hangs up ``hold_ms`` later."""
         self.since = self.ast.log_offset()
-        extra = {"scenario": DTMF_UAC, "extra_args": dtmf_args(digits, wait_ms=dtmf_wait_ms)} if digits else {}
+        extra = ({"scenario": DTMF_UAC, "extra_args": dtmf_args(digits, wait_ms=dtmf_wait_ms)}
+                 if digits else {})
         return self.sipp.run_uac(self.ast.host, local_host=self.desk, service=number,
                                  duration_ms=hold_ms, timeout=timeout, **extra)
 
