@@ -183,7 +183,8 @@ def test_python_show_switches_lists_extensions_in_match_order_with_handlers(node
     call(node, "2001")
     text = node.cli("python show switches office")
     rows = [ln.split() for ln in text.splitlines() if re.match(r"\d+ +\S+ +\S+ +\d+ +\d+$", ln)]
-    assert [r[1] for r in rows] == ["2000", "boom", "bye", "dial", "goto", "sub", "vars",
+    assert [r[1] for r in rows] == ["2000", "boom", "bye", "deep", "dial", "goto", "keep",
+                                    "sub", "thread", "usekept", "vars",
                                     "_20XX", "_2XXX", "_7!", "_9."]
     near = next(r for r in rows if r[1] == "_20XX")
     assert near[2] == "px_switch.near" and near[3] == "1"
@@ -282,3 +283,21 @@ def test_the_contrib_office_switch_loads_and_serves_its_extensions(python_asteri
     assert exists(ast, "office", "900441234567") == "1"
     assert exists(ast, "office", "3000") == "0"
     assert "_2XXX" in ast.cli("python show switches office")
+
+
+# ---- misuse: a body's bugs cost its own call, never the node ----
+
+def test_a_channel_kept_past_its_body_raises_channel_gone_in_a_later_call(node):
+    assert call(node, "keep") == "RESULT kept the channel"
+    time.sleep(2.5)                       # the Local channel of that call has ended
+    assert call(node, "usekept") == "RESULT kept channel: ChannelGone"
+
+
+def test_a_channel_used_from_another_thread_raises_channel_thread_error(node):
+    assert call(node, "thread") == "RESULT from a thread: ChannelThreadError"
+
+
+def test_a_body_recursing_without_end_is_a_recursion_error_and_the_node_goes_on(node):
+    line = call(node, "deep", marker="RESULT h ran")
+    assert "PYTHON_ERROR=RecursionError" in line
+    assert call(node, "2000") == "RESULT 2000 ran for 2000"

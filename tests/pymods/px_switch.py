@@ -67,3 +67,49 @@ def dial(chan, exten):
 def variables(chan, exten):
     chan.set_var("SWITCH_SAW", f"{exten}@{chan.context}:{chan.priority}")
     say(chan, "vars set")
+
+
+# ---- misuse a dialplan author commits (test_switch.py, "misuse") ----
+
+_kept: list = []
+
+
+@office.extension("keep")
+def keep(chan, exten):
+    _kept.append(chan)             # kept past the body: the next use must raise, not crash
+    say(chan, "kept the channel")
+
+
+@office.extension("usekept")
+def use_kept(chan, exten):
+    try:
+        _kept[-1].set_var("KEPT", "1")
+    except px.ChannelGone:
+        say(chan, "kept channel: ChannelGone")
+    else:
+        say(chan, "kept channel: still usable")
+
+
+@office.extension("thread")
+def from_thread(chan, exten):
+    import threading
+    seen = []
+
+    def use():
+        try:
+            chan.get_var("EXTEN")
+        except Exception as exc:   # noqa: BLE001 - the test reports what was raised
+            seen.append(type(exc).__name__)
+        else:
+            seen.append("no error")
+    worker = threading.Thread(target=use)
+    worker.start()
+    worker.join()
+    say(chan, f"from a thread: {seen[0]}")
+
+
+@office.extension("deep")
+def deep(chan, exten):
+    def down(n):
+        return down(n + 1)
+    down(0)
