@@ -212,6 +212,25 @@ def run_loop_report(ast: AsteriskInstance, name: str, timeout: float = 300,
     return float(fields[1]) - float(fields[0]), (fields[2] if len(fields) > 2 else "")
 
 
+def marginal_cost(ast: AsteriskInstance, key: str, n: int, k_hi: int, tries: int,
+                  check: Optional[Callable[[str, str], None]] = None) -> dict[str, Any]:
+    """One marginal-cost measurement (dispatch, switch): the loops `<key>_1` and `<key>_<k_hi>`
+    (n iterations, 1 and k_hi calls each), `tries` times each, the best of each; per call =
+    (hi - lo) / n / (k_hi - 1). check(seen_lo, seen_hi) raises when a loop did not do its work."""
+    los, his = [], []
+    for _ in range(tries):
+        t_lo, seen_lo = run_loop_report(ast, f"{key}_1")
+        t_hi, seen_hi = run_loop_report(ast, f"{key}_{k_hi}")
+        if check:
+            check(seen_lo.strip(), seen_hi.strip())
+        los.append(t_lo)
+        his.append(t_hi)
+    t_lo, t_hi = min(los), min(his)
+    return {"t_lo": t_lo, "t_hi": t_hi, "n": n, "tries": tries, "t_lo_all": los, "t_hi_all": his,
+            "iter_lo_us": t_lo / n * 1e6, "iter_hi_us": t_hi / n * 1e6,
+            "marginal_us": (t_hi - t_lo) / n / (k_hi - 1) * 1e6}
+
+
 def wait_no_channels(ast: AsteriskInstance, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

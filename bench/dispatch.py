@@ -14,7 +14,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from common import (NO_AMI, FastAgiServer, Instance, Mode, loadavg, log, loop_extension, run_loop_report,
+from common import (NO_AMI, FastAgiServer, Instance, Mode, loadavg, log, loop_extension, marginal_cost,
                     stats)
 
 
@@ -102,6 +102,13 @@ def dialplan(vs: list[Variant], mode: Mode) -> str:
     return "".join(parts)
 
 
+def check_loop(v: Variant, seen_lo: str, seen_hi: str) -> None:
+    """Raise when a loop of variant v did not do its work (its output starts with v.check)."""
+    if v.check and not (seen_lo.startswith(v.check) and seen_hi.startswith(v.check)):
+        raise RuntimeError(f"dispatch {v.key}: the loop did not do its work: "
+                           f"expected {v.check}, saw {seen_lo!r} / {seen_hi!r}")
+
+
 def run(mode: Mode, only_variants: list[str] | None = None) -> dict[str, Any]:
     from common import pick_host, release_host
     host = pick_host()
@@ -118,20 +125,8 @@ def run(mode: Mode, only_variants: list[str] | None = None) -> dict[str, Any]:
             for rep in range(mode.reps):
                 for v in vs:
                     n = v.n_quick if mode.quick else v.n_full
-                    los, his = [], []
-                    for _ in range(v.tries):
-                        t_lo, seen_lo = run_loop_report(ast, f"{v.key}_1")
-                        t_hi, seen_hi = run_loop_report(ast, f"{v.key}_{v.k_hi}")
-                        if v.check and not (seen_lo.strip().startswith(v.check) and seen_hi.strip().startswith(v.check)):
-                            raise RuntimeError(f"dispatch {v.key}: the loop did not do its work: "
-                                               f"expected {v.check}, saw {seen_lo!r} / {seen_hi!r}")
-                        los.append(t_lo)
-                        his.append(t_hi)
-                    t_lo, t_hi = min(los), min(his)
-                    raw[v.key].append({"t_lo": t_lo, "t_hi": t_hi, "n": n, "tries": v.tries,
-                                       "t_lo_all": los, "t_hi_all": his,
-                                       "iter_lo_us": t_lo / n * 1e6, "iter_hi_us": t_hi / n * 1e6,
-                                       "marginal_us": (t_hi - t_lo) / n / (v.k_hi - 1) * 1e6})
+                    raw[v.key].append(marginal_cost(ast, v.key, n, v.k_hi, v.tries,
+                                                    check=lambda lo, hi, v=v: check_loop(v, lo, hi)))
                 log(f"dispatch rep {rep + 1}/{mode.reps}: " + ", ".join(
                     f"{k}={r[-1]['marginal_us']:.2f}" for k, r in raw.items() if r))
             errors = [ln for ln in ast.log_text().splitlines() if " ERROR[" in ln and "python" in ln.lower()]

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from common import NO_AMI, Instance, Mode, loadavg, log, loop_extension, run_loop_report, stats
+from common import NO_AMI, Instance, Mode, loadavg, log, loop_extension, marginal_cost, stats
 
 #: The context's other extensions (none matches 5345 except _5XXX); the same list
 #: is in bench/px_switch_bench.py.
@@ -85,6 +85,16 @@ def extensions_lua() -> str:
             + "  };\n}\n")
 
 
+def check_loop(v: Any, seen_lo: str, seen_hi: str) -> None:
+    """Raise when a loop of variant v did not do its work (the body's result, the lookup's)."""
+    want = v.check if v.measure == "gosub" else None
+    if want and not (seen_lo == want and seen_hi == want):
+        raise RuntimeError(f"switch {v.key}: the loop did not do its work: "
+                           f"expected {want}, saw {seen_lo!r} / {seen_hi!r}")
+    if v.measure == "lookup" and not (seen_hi == "X=" + "1" * v.k_hi):
+        raise RuntimeError(f"switch {v.key}: the lookup did not find {NUMBER}: saw {seen_hi!r}")
+
+
 def run(mode: Mode, only_variants: list[str] | None = None) -> dict[str, Any]:
     vs = [v for v in VARIANTS if not only_variants or v.key in only_variants]
     raw: dict[str, list[dict[str, float]]] = {v.key: [] for v in vs}
@@ -96,23 +106,8 @@ def run(mode: Mode, only_variants: list[str] | None = None) -> dict[str, Any]:
         for rep in range(mode.reps):
             for v in vs:
                 n = v.n_quick if mode.quick else v.n_full
-                los, his = [], []
-                for _ in range(v.tries):
-                    t_lo, seen_lo = run_loop_report(ast, f"{v.key}_1")
-                    t_hi, seen_hi = run_loop_report(ast, f"{v.key}_{v.k_hi}")
-                    want = v.check if v.measure == "gosub" else None
-                    if want and not (seen_lo.strip() == want and seen_hi.strip() == want):
-                        raise RuntimeError(f"switch {v.key}: the loop did not do its work: "
-                                           f"expected {want}, saw {seen_lo!r} / {seen_hi!r}")
-                    if v.measure == "lookup" and not (seen_hi.strip() == "X=" + "1" * v.k_hi):
-                        raise RuntimeError(f"switch {v.key}: the lookup did not find {NUMBER}: "
-                                           f"saw {seen_hi!r}")
-                    los.append(t_lo)
-                    his.append(t_hi)
-                t_lo, t_hi = min(los), min(his)
-                raw[v.key].append({"n": n, "iter_lo_us": t_lo / n * 1e6,
-                                   "iter_hi_us": t_hi / n * 1e6,
-                                   "marginal_us": (t_hi - t_lo) / n / (v.k_hi - 1) * 1e6})
+                raw[v.key].append(marginal_cost(ast, v.key, n, v.k_hi, v.tries,
+                                                check=lambda lo, hi, v=v: check_loop(v, lo, hi)))
             log(f"switch rep {rep + 1}/{mode.reps}: " + ", ".join(
                 f"{k}={r[-1]['marginal_us']:.2f}" for k, r in raw.items() if r))
         errors = [ln for ln in ast.log_text().splitlines()
